@@ -1,0 +1,41 @@
+# Tributary developer entry points. `make help` lists them.
+SHELL := /bin/bash
+INFRA := scripts/infra/infra.sh
+SERVICES := postgres kafka registry opensearch k8s helm
+
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt \
+	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
+
+help: ## List the targets
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+prereqs: ## Install build prerequisites (Debian packages, Rust components)
+	bash scripts/prereqs.sh
+
+infra-up: ## Start all local services (Postgres, Kafka, registry, OpenSearch, Kubernetes, Helm)
+	bash $(INFRA) up
+
+infra-down: ## Stop all local services
+	bash $(INFRA) down
+
+infra-status: ## Show which local services run
+	bash $(INFRA) status
+
+$(addprefix infra-,$(SERVICES)): infra-%: ## Start one service, e.g. make infra-kafka
+	bash $(INFRA) up $*
+
+$(addsuffix -down,$(addprefix infra-,$(SERVICES))): infra-%-down: ## Stop one service
+	bash $(INFRA) down $*
+
+test: prereqs infra-up ## Run every test tier against freshly started local services
+	cargo test --workspace --all-targets
+
+test-unit: ## Run only the pure unit tests (no services needed)
+	cargo test --workspace --lib --bins
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
