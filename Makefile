@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -33,9 +33,15 @@ test: prereqs infra-up ## Run every test tier against freshly started local serv
 test-unit: ## Run only the pure unit tests (no services needed)
 	cargo test --workspace --lib --bins
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: crds-check ## rustfmt check, clippy with warnings as errors, CRD drift check
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+crds: ## Regenerate crds/ from the Rust types in api/
+	cargo run -q -p tributary-api --bin crdgen -- crds
+
+crds-check: ## Fail when crds/ differs from the Rust types
+	cargo run -q -p tributary-api --bin crdgen -- --check crds
 
 fmt: ## Format the code
 	cargo fmt --all

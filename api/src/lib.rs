@@ -1,9 +1,31 @@
 //! Tributary's Kubernetes API: the custom resources users write and the
 //! operator and worker both read.
 //!
-//! Every resource lives in one API group and version, is namespaced, and
-//! belongs to the `tributary` category so `kubectl get tributary` lists them
-//! all.
+//! Every resource lives in the API group `tributary.dev`, version `v1alpha1`,
+//! is namespaced, and belongs to the `tributary` category so
+//! `kubectl get tributary` lists them all. Each has a `clusterRef` naming a
+//! [`KafkaCluster`] (default: the namespace's only one) and a status with
+//! kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and
+//! `observedGeneration`, plus the facts observed for its kind.
+//!
+//! ```text
+//!  KafkaCluster ◄── clusterRef ── Topic   (a Kafka topic)
+//!       ▲      ◄── clusterRef ── Schema  (a registry subject)
+//! ```
+
+// kube's `printcolumn(...)` attributes repeat their keys by design.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod common;
+pub mod crd;
+pub mod kafka_cluster;
+pub mod schema;
+pub mod topic;
+
+pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, Health, SecretKeyRef};
+pub use kafka_cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
+pub use schema::{Schema, SchemaSpec, SchemaStatus};
+pub use topic::{Topic, TopicSpec, TopicStatus};
 
 /// The API group of every Tributary resource.
 pub const GROUP: &str = "tributary.dev";

@@ -38,7 +38,7 @@ impl Endpoints {
                 "host=127.0.0.1 port=55432 user=postgres dbname=postgres",
             ),
             kafka_bootstrap: env_or("TRIBUTARY_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            registry_url: env_or("TRIBUTARY_REGISTRY_URL", "http://127.0.0.1:18081"),
+            registry_url: env_or("TRIBUTARY_REGISTRY_URL", "http://127.0.0.1:18081/apis/ccompat/v7"),
             opensearch_url: env_or("TRIBUTARY_OPENSEARCH_URL", "http://127.0.0.1:19200"),
             kubeconfig: std::env::var_os("TRIBUTARY_KUBECONFIG")
                 .map_or_else(|| run.join("kubeconfig"), PathBuf::from),

@@ -1,0 +1,30 @@
+//! Tributary's access to Kafka, shared by the operator and the worker.
+//!
+//! Two layers:
+//!
+//! - [`connection`]: a [`KafkaConnection`] is the set of librdkafka client
+//!   properties a `KafkaCluster` spec stands for — bootstrap servers,
+//!   `security.protocol`, TLS material and SASL credentials resolved from
+//!   Secret references, plus the cluster's `clientProperties`. Producers,
+//!   consumers and admin clients all start from
+//!   [`KafkaConnection::client_config`].
+//! - [`admin`]: a [`KafkaAdmin`] performs the cluster and topic operations the
+//!   operator reconciles with (describe the cluster, describe / create / grow /
+//!   reconfigure / delete a topic), each bounded by a timeout and failing with
+//!   an [`AdminError`] that says whether retrying can help.
+//!
+//! ```text
+//!  KafkaClusterSpec ──from_spec(secret resolver)──► KafkaConnection ──► ClientConfig
+//!                                                        │
+//!                                                        └──► KafkaAdmin ──► ClusterInfo
+//!                                                                        └─► ObservedTopic
+//! ```
+//!
+//! Secret values never leave the properties map: `Debug` output and every
+//! error message name fields and Secret references, not values.
+
+pub mod admin;
+pub mod connection;
+
+pub use admin::{AdminError, ClusterInfo, KafkaAdmin, ObservedTopic};
+pub use connection::{ConnectionError, KafkaConnection};

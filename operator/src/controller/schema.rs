@@ -1,0 +1,362 @@
+//! The Schema controller: registers a `Schema`'s text under its subject in
+//! the KafkaCluster's schema registry and keeps the subject's compatibility
+//! level as declared.
+//!
+//! read (cluster, registry: is this exact schema already registered? current
+//! level) → [`plan`] (pure) → act (register / set level) → status (id,
+//! version). An incompatible change is refused by the registry: the version
+//! registered before stays in place and the Schema turns Stalled with the
+//! registry's message.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tributary_api::schema::{Compatibility, Schema, SchemaStatus};
+use tributary_api::{DeletionPolicy, Health, KafkaCluster};
+use tributary_registry::{RegisteredSchema, RegistryClient, RegistryError, SchemaDefinition};
+
+use super::{Failure, ReconcileError, STALLED_RECHECK, Shutdown, publish_event};
+use crate::cluster::{self, ClusterError, SecretValues};
+use crate::context::Context;
+
+/// Finalizer that lets the operator honour `deletionPolicy`.
+pub const FINALIZER: &str = "tributary.dev/schema";
+const CONTROLLER: &str = "schema";
+
+/// One change to make in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchemaAction {
+    /// Set the subject's compatibility level (before registering, so the new
+    /// level governs the registration).
+    SetCompatibility(Compatibility),
+    /// Register the schema as a new version of the subject.
+    Register,
+}
+
+/// Decides what to do: `registered` is the lookup of this exact schema under
+/// the subject, `current_level` the subject's effective compatibility level.
+pub fn plan(
+    desired_level: Option<Compatibility>,
+    current_level: &str,
+    registered: Option<&RegisteredSchema>,
+) -> Vec<SchemaAction> {
+    let mut actions = Vec::new();
+    if let Some(level) = desired_level
+        && !level.as_str().eq_ignore_ascii_case(current_level)
+    {
+        actions.push(SchemaAction::SetCompatibility(level));
+    }
+    if registered.is_none() {
+        actions.push(SchemaAction::Register);
+    }
+    actions
+}
+
+/// Runs the Schema controller until `shutdown`.
+pub async fn run(context: Context, shutdown: Shutdown) {
+    let schemas: Api<Schema> = context.watched_api();
+    let clusters: Api<KafkaCluster> = context.watched_api();
+    let controller = Controller::new(schemas, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(clusters, watcher::Config::default(), move |cluster| {
+            let namespace = cluster.namespace();
+            let name = cluster.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace)
+                .filter(|s| s.spec.cluster_ref.as_ref().is_none_or(|r| r.name == name))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(context))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(controller = CONTROLLER, %error, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
+fn error_policy(schema: Arc<Schema>, error: &ReconcileError, context: Arc<Context>) -> Action {
+    super::error_policy(&*schema, error, &context)
+}
+
+async fn reconcile(schema: Arc<Schema>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let api: Api<Schema> = Api::namespaced(context.client.clone(), &schema.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, schema, |event| async {
+        match event {
+            FinalizerEvent::Apply(schema) => apply(&api, &schema, &context).await,
+            FinalizerEvent::Cleanup(schema) => cleanup(&schema, &context).await,
+        }
+    })
+    .await
+    .map_err(super::from_finalizer);
+    let (outcome, reason) = match &result {
+        Ok(_) => ("success", None),
+        Err(error) => ("error", Some(error.reason().to_owned())),
+    };
+    context
+        .metrics
+        .observe(CONTROLLER, outcome, reason.as_deref(), started.elapsed());
+    result
+}
+
+/// What a reconcile found, before it is written to status.
+struct Outcome {
+    health: Health,
+    registered: Option<RegisteredSchema>,
+    compatibility: Option<String>,
+}
+
+async fn apply(api: &Api<Schema>, schema: &Schema, context: &Context) -> Result<Action, ReconcileError> {
+    let outcome = match sync(schema, context).await {
+        Ok(outcome) => outcome,
+        Err(failure) => Outcome {
+            health: failure.health(),
+            registered: None,
+            compatibility: None,
+        },
+    };
+    write_status(api, schema, &outcome).await?;
+    match &outcome.health {
+        Health::Ready { .. } => {
+            context.reset_backoff(&super::object_key(schema));
+            Ok(super::healthy_requeue(context))
+        }
+        Health::Stalled { .. } => Ok(Action::requeue(STALLED_RECHECK)),
+        Health::Progressing { reason, message } => Err(ReconcileError::Transient {
+            reason: reason.clone(),
+            message: message.clone(),
+        }),
+    }
+}
+
+fn definition(schema: &Schema) -> SchemaDefinition {
+    SchemaDefinition {
+        schema_type: schema.spec.schema_type,
+        schema: schema.spec.schema.clone(),
+        references: schema.spec.references.clone(),
+    }
+}
+
+async fn connect(schema: &Schema, context: &Context) -> Result<RegistryClient, Failure> {
+    let namespace = schema.namespace().unwrap_or_default();
+    let cluster = cluster::resolve(&context.client, &namespace, schema.spec.cluster_ref.as_ref())
+        .await
+        .map_err(Failure::from)?;
+    let secrets = SecretValues::read(&context.client, &cluster)
+        .await
+        .map_err(Failure::from)?;
+    cluster::registry_client(&cluster, &secrets, context.settings.request_timeout)
+        .map_err(Failure::from)?
+        .ok_or_else(|| Failure::from(ClusterError::NoRegistry(cluster.name_any())))
+}
+
+async fn sync(schema: &Schema, context: &Context) -> Result<Outcome, Failure> {
+    let subject = schema.subject().unwrap_or_default().to_owned();
+    let registry = connect(schema, context).await?;
+    let definition = definition(schema);
+
+    // read
+    let current_level = registry.compatibility(&subject).await.map_err(Failure::from)?;
+    let registered = registry
+        .lookup(&subject, &definition)
+        .await
+        .map_err(Failure::from)?;
+
+    // plan + act
+    let mut level = current_level;
+    let mut registered = registered;
+    for action in plan(schema.spec.compatibility, &level, registered.as_ref()) {
+        match action {
+            SchemaAction::SetCompatibility(wanted) => {
+                registry
+                    .set_compatibility(&subject, wanted)
+                    .await
+                    .map_err(Failure::from)?;
+                publish_event(
+                    context,
+                    schema,
+                    EventType::Normal,
+                    "CompatibilitySet",
+                    format!("subject {subject} compatibility set to {}", wanted.as_str()),
+                )
+                .await;
+                wanted.as_str().clone_into(&mut level);
+            }
+            SchemaAction::Register => match registry.register(&subject, &definition).await {
+                Ok(new) => {
+                    publish_event(
+                        context,
+                        schema,
+                        EventType::Normal,
+                        "SchemaRegistered",
+                        format!(
+                            "registered subject {subject} version {} (id {})",
+                            new.version, new.id
+                        ),
+                    )
+                    .await;
+                    registered = Some(new);
+                }
+                Err(RegistryError::Incompatible(message)) => {
+                    let previous = registry.latest(&subject).await.ok().flatten();
+                    publish_event(
+                        context,
+                        schema,
+                        EventType::Warning,
+                        "IncompatibleSchema",
+                        message.clone(),
+                    )
+                    .await;
+                    return Ok(Outcome {
+                        health: Health::Stalled {
+                            reason: "IncompatibleSchema".to_owned(),
+                            message: format!(
+                                "the registry refused spec.schema as incompatible with subject {subject} \
+                                 ({level}); the registered version stays in place: {message}"
+                            ),
+                        },
+                        registered: previous,
+                        compatibility: Some(level),
+                    });
+                }
+                Err(error) => return Err(Failure::from(error)),
+            },
+        }
+    }
+    let Some(registered) = registered else {
+        return Err(Failure::transient(
+            "SchemaNotVisible",
+            format!("subject {subject}: registered schema not found on lookup"),
+        ));
+    };
+    Ok(Outcome {
+        health: Health::Ready {
+            reason: "SchemaRegistered".to_owned(),
+            message: format!(
+                "subject {subject} version {} (id {})",
+                registered.version, registered.id
+            ),
+        },
+        registered: Some(registered),
+        compatibility: Some(level),
+    })
+}
+
+async fn write_status(api: &Api<Schema>, schema: &Schema, outcome: &Outcome) -> Result<(), kube::Error> {
+    let previous = schema.status.clone().unwrap_or_default();
+    let mut status = SchemaStatus {
+        conditions: outcome.health.conditions(
+            &previous.conditions,
+            schema.metadata.generation,
+            &crate::status::now(),
+        ),
+        observed_generation: schema.metadata.generation,
+        subject: schema.subject().map(str::to_owned),
+        ..previous.clone()
+    };
+    if let Some(registered) = &outcome.registered {
+        status.id = Some(registered.id);
+        status.version = Some(registered.version);
+    }
+    if let Some(level) = &outcome.compatibility {
+        status.compatibility = Some(level.clone());
+    }
+    crate::status::apply(api, schema, schema.status.as_ref(), &status).await
+}
+
+async fn cleanup(schema: &Schema, context: &Context) -> Result<Action, ReconcileError> {
+    let subject = schema.subject().unwrap_or_default().to_owned();
+    if schema.spec.deletion_policy == DeletionPolicy::Retain {
+        publish_event(
+            context,
+            schema,
+            EventType::Normal,
+            "SubjectRetained",
+            format!("kept subject {subject} (deletionPolicy Retain)"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let registry = match connect(schema, context).await {
+        Ok(registry) => registry,
+        Err(failure) if !failure.transient || failure.reason == "KafkaClusterNotFound" => {
+            publish_event(
+                context,
+                schema,
+                EventType::Warning,
+                "SubjectNotDeleted",
+                format!("subject {subject} was not deleted: {}", failure.message),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        Err(failure) => return Err(failure.into()),
+    };
+    registry
+        .delete_subject(&subject, false)
+        .await
+        .map_err(|e| ReconcileError::from(Failure::from(e)))?;
+    publish_event(
+        context,
+        schema,
+        EventType::Normal,
+        "SubjectDeleted",
+        format!("soft-deleted subject {subject} (deletionPolicy Delete)"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_api::schema::SchemaType;
+
+    fn registered() -> RegisteredSchema {
+        RegisteredSchema {
+            subject: "ratings-value".into(),
+            id: 7,
+            version: 2,
+            schema: SchemaDefinition {
+                schema_type: SchemaType::Avro,
+                schema: "\"string\"".into(),
+                references: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn new_schema_is_registered() {
+        assert_eq!(plan(None, "BACKWARD", None), vec![SchemaAction::Register]);
+    }
+
+    #[test]
+    fn registered_schema_at_the_declared_level_needs_nothing() {
+        assert!(plan(Some(Compatibility::Backward), "BACKWARD", Some(&registered())).is_empty());
+    }
+
+    #[test]
+    fn level_is_set_before_registering() {
+        assert_eq!(
+            plan(Some(Compatibility::FullTransitive), "BACKWARD", None),
+            vec![
+                SchemaAction::SetCompatibility(Compatibility::FullTransitive),
+                SchemaAction::Register
+            ]
+        );
+    }
+}
