@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -36,6 +36,10 @@ test-unit: ## Run only the pure unit tests (no services needed)
 lint: crds-check ## rustfmt check, clippy with warnings as errors, CRD drift check
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+bench-operator: infra-kafka infra-k8s ## Benchmark: 1,000 Topics applied to the real control plane (release operator)
+	cargo build --release -p tributary-operator
+	cargo run --release -q -p tributary-e2e --example topic_bench -- 1000
 
 crds: ## Regenerate crds/ from the Rust types in api/
 	cargo run -q -p tributary-api --bin crdgen -- crds

@@ -504,7 +504,7 @@ impl KafkaAdmin {
                 }
             }
         });
-        match tokio::time::timeout_at(deadline.0 + Duration::from_millis(500), handle).await {
+        match tokio::time::timeout_at(deadline.0, handle).await {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(error))) => Err(self.kafka_error(what, topic, error)),
             Ok(Err(join_error)) => Err(AdminError::Kafka(format!("{what}: {join_error}"))),
@@ -788,10 +788,13 @@ impl ClientContext for MonitorContext {
         let text = if reason.is_empty() {
             error.to_string()
         } else {
-            reason.to_owned()
+            without_suppression_note(reason)
         };
         let mut errors = self.broker_errors.lock().unwrap_or_else(PoisonError::into_inner);
-        errors.retain(|(_, known)| *known != text);
+        // One entry per distinct error, ignoring librdkafka's timing detail.
+        let key = |text: &str| text.split(" (after ").next().unwrap_or_default().to_owned();
+        let new_key = key(&text);
+        errors.retain(|(_, known)| key(known) != new_key);
         errors.push((Instant::now(), text));
         if errors.len() > MAX_BROKER_ERRORS {
             errors.remove(0);
@@ -804,6 +807,19 @@ impl ProducerContext for MonitorContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, _: &DeliveryResult<'_>, (): ()) {}
+}
+
+/// `reason` without librdkafka's `, N identical error(s) suppressed` note,
+/// so repeats of one error are recognised as such.
+fn without_suppression_note(reason: &str) -> String {
+    const NOTE: &str = " identical error(s) suppressed";
+    if let Some(end) = reason.find(NOTE)
+        && let Some(comma) = reason[..end].rfind(", ")
+        && reason[comma + 2..end].bytes().all(|b| b.is_ascii_digit())
+    {
+        return format!("{}{}", &reason[..comma], &reason[end + NOTE.len()..]);
+    }
+    reason.to_owned()
 }
 
 /// Error codes meaning no broker could be talked to.
@@ -898,6 +914,30 @@ mod tests {
         ] {
             assert!(!permanent.is_transient(), "{permanent:?}");
         }
+    }
+
+    #[test]
+    fn repeated_broker_errors_are_quoted_once() {
+        let context = MonitorContext::default();
+        let refused = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused";
+        context.error(
+            KafkaError::Canceled,
+            &format!("{refused} (after 0ms in state CONNECT)"),
+        );
+        context.error(
+            KafkaError::Canceled,
+            &format!("{refused} (after 0ms in state CONNECT, 12 identical error(s) suppressed)"),
+        );
+        context.error(KafkaError::Canceled, "1/1 brokers are down");
+        assert_eq!(
+            context.errors(),
+            [
+                format!("{refused} (after 0ms in state CONNECT)"),
+                "1/1 brokers are down".to_owned()
+            ]
+        );
+        context.clear();
+        assert!(context.errors().is_empty());
     }
 
     #[test]

@@ -157,6 +157,17 @@ impl RegistryClient {
         let reply = self
             .call(Method::POST, &["subjects", subject, "versions"], &[], Some(body))
             .await?;
+        // Registering creates the subject, so a 404 here can only mean a
+        // reference points at a subject or version that does not exist
+        // (Apicurio answers 404/40402 where Confluent answers 422).
+        if reply.status == 404 {
+            return Err(match self.scrub(classify(reply.status, &reply.body)) {
+                RegistryError::NotFound(message) => {
+                    RegistryError::InvalidSchema(format!("reference not found: {message}"))
+                }
+                other => other,
+            });
+        }
         self.expect_success(&reply)?;
         let registered: RegisterResponse = reply.decode("registration")?;
         if let Some(version) = registered.version.filter(|v| *v > 0) {
@@ -310,8 +321,12 @@ impl RegistryClient {
         if reply.is_not_found(&[SUBJECT_NOT_FOUND]) {
             return Ok(());
         }
-        // 40404: soft-deleted earlier, which is what we want.
-        if !reply.is_not_found(&[SUBJECT_SOFT_DELETED]) {
+        // 40404: soft-deleted earlier, which is what we want. Apicurio says
+        // the same with a 400 ("cannot transition ... DISABLED to DISABLED");
+        // on the way to a permanent delete either is fine.
+        let already_soft_deleted =
+            reply.is_not_found(&[SUBJECT_SOFT_DELETED]) || (permanent && reply.status == 400);
+        if !already_soft_deleted {
             self.expect_success(&reply)?;
         }
         if !permanent {

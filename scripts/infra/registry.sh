@@ -26,6 +26,7 @@
 #   - Apicurio's own global default compatibility is NONE (set to BACKWARD here)
 #   - no /mode endpoint (404 "Operation not supported.")
 # Usage: registry.sh install|start|stop|status
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -61,7 +62,7 @@ start() {
   # Nothing is stored on disk (H2 in memory); this only keeps the JVM's and
   # Vert.x's scratch files out of the caller's directory.
   rm -rf "$SR_DATA" && mkdir -p "$SR_DATA/tmp"
-  cd "$SR_DATA"
+  cd "$SR_DATA" || die "cannot enter $SR_DATA"
   # Small heap, C1 only and a one-connection pool: starts in a few seconds and
   # stays near 230 MB RSS. (Apicurio's prod profile asks for a 20-connection pool.)
   start_daemon registry java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
