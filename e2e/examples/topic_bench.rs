@@ -6,12 +6,16 @@
 //!
 //! Run with `make bench-operator` (builds the release operator first).
 
+// A benchmark program: it prints, fails loudly, and reads top to bottom as one script.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::print_stdout,
-    clippy::print_stderr
+    clippy::print_stderr,
+    clippy::too_many_lines,
+    clippy::manual_assert,
+    clippy::cast_precision_loss
 )]
 
 use std::collections::HashMap;

@@ -254,7 +254,7 @@ async fn an_existing_topic_is_adopted_without_data_loss() {
     let mut harness = Harness::new("e2e-topic-adopt").await;
     let name = unique_name("legacy");
     admin(&harness)
-        .create_topic(&name, 2, Some(1), &Default::default())
+        .create_topic(&name, 2, Some(1), &std::collections::BTreeMap::default())
         .await
         .unwrap();
     let producer: FutureProducer = ClientConfig::new()

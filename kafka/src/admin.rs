@@ -171,8 +171,10 @@ impl fmt::Debug for KafkaAdmin {
 impl KafkaAdmin {
     /// An admin client for `connection`; every call is bounded by `timeout`.
     ///
-    /// Creating the client does not contact the brokers; it fails only when
-    /// the properties are unusable.
+    /// Fails only when the properties are unusable; the clients then start
+    /// connecting in the background. Meant to be kept and reused for the
+    /// cluster (each `KafkaAdmin` holds two librdkafka clients and their
+    /// threads); dropping it briefly blocks while those threads stop.
     pub fn new(connection: &KafkaConnection, timeout: Duration) -> Result<Self, AdminError> {
         let mut config = connection.client_config();
         // Both clients are producers to librdkafka, whose default would let a

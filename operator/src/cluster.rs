@@ -3,7 +3,8 @@
 //! schema registry client. Secret values are read here, used to build the
 //! clients, and never stored, logged or put into errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -231,17 +232,53 @@ pub fn kafka_connection(
     })
 }
 
-/// A Kafka admin client for a cluster.
+/// Admin clients kept per KafkaCluster: each holds connections and a polling
+/// thread, far too costly to build per reconcile. An entry is rebuilt when the
+/// cluster's connection settings (including Secret values) change.
+#[derive(Default)]
+pub struct AdminCache {
+    entries: Mutex<HashMap<String, (KafkaConnection, Arc<KafkaAdmin>)>>,
+}
+
+impl std::fmt::Debug for AdminCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clusters = self.entries.lock().map(|e| e.len()).unwrap_or_default();
+        f.debug_struct("AdminCache").field("clusters", &clusters).finish()
+    }
+}
+
+/// A Kafka admin client for a cluster, shared across reconciles.
 pub fn kafka_admin(
+    cache: &AdminCache,
     cluster: &KafkaCluster,
     secrets: &SecretValues,
     timeout: Duration,
-) -> Result<KafkaAdmin, ClusterError> {
+) -> Result<Arc<KafkaAdmin>, ClusterError> {
     let connection = kafka_connection(cluster, secrets)?;
-    KafkaAdmin::new(&connection, timeout).map_err(|e| ClusterError::InvalidConnection {
-        cluster: cluster.name_any(),
-        message: e.to_string(),
-    })
+    let key = format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    );
+    let mut entries = cache
+        .entries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((cached, admin)) = entries.get(&key)
+        && *cached == connection
+        && admin.timeout() == timeout
+    {
+        return Ok(admin.clone());
+    }
+    let admin =
+        Arc::new(
+            KafkaAdmin::new(&connection, timeout).map_err(|e| ClusterError::InvalidConnection {
+                cluster: cluster.name_any(),
+                message: e.to_string(),
+            })?,
+        );
+    entries.insert(key, (connection, admin.clone()));
+    Ok(admin)
 }
 
 /// A registry client for a cluster; `Ok(None)` when it has no registry.

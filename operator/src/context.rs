@@ -47,6 +47,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Tunables.
     pub settings: Settings,
+    /// Kafka admin clients per KafkaCluster.
+    pub admins: Arc<crate::cluster::AdminCache>,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -70,6 +72,7 @@ impl Context {
             client,
             metrics,
             settings,
+            admins: Arc::default(),
             failures: Arc::default(),
         }
     }

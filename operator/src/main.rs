@@ -60,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let server = tokio::spawn(metrics::serve(metrics.clone(), args.metrics_addr, stopped));
+    // Ready once connected: a standby replica is healthy too, and must not
+    // block a Deployment's rollout while it waits for the lease.
+    metrics.set_ready(true);
 
     // SIGTERM (Kubernetes) or Ctrl-C: stop gracefully.
     let signal_tx = stop_tx.clone();
@@ -85,18 +88,17 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     metrics.set_leader(true);
-    metrics.set_ready(true);
 
     // Losing the lease stops the controllers like a shutdown does.
-    if let Some(leadership) = &leadership {
+    let lost_watch = leadership.as_ref().map(|leadership| {
         let lost = leadership.lost();
         let lost_tx = stop_tx.clone();
         tokio::spawn(async move {
             lost.await;
             tracing::warn!("lost leadership; stopping controllers");
             let _ = lost_tx.send(true);
-        });
-    }
+        })
+    });
 
     let settings = Settings {
         resync: Duration::from_secs(args.resync_seconds),
@@ -119,8 +121,18 @@ async fn main() -> anyhow::Result<()> {
 
     metrics.set_ready(false);
     metrics.set_leader(false);
+    if let Some(watch) = lost_watch {
+        watch.abort();
+    }
     if let Some(leadership) = leadership {
-        leadership.release().await;
+        // Releasing lets a standby take over at once instead of after the
+        // lease expires; do not hang shutdown on it.
+        if tokio::time::timeout(Duration::from_secs(5), leadership.release())
+            .await
+            .is_err()
+        {
+            tracing::warn!("releasing the lease timed out; a standby takes over when it expires");
+        }
     }
     let _ = stop_tx.send(true);
     server

@@ -24,7 +24,7 @@ use tributary_operator::metrics::Metrics;
 use tributary_testkit::{Endpoints, eventually, unique_name};
 
 /// How long a test waits for the operator to converge.
-pub const CONVERGE: Duration = Duration::from_secs(60);
+pub const CONVERGE: Duration = Duration::from_mins(1);
 
 /// A client for the local control plane's admin kubeconfig.
 pub async fn client() -> Client {

@@ -89,8 +89,13 @@ async fn check(cluster: &KafkaCluster, context: &Context, probe: &mut Probe) -> 
     let secrets = SecretValues::read(&context.client, cluster)
         .await
         .map_err(Failure::from)?;
-    let admin =
-        cluster::kafka_admin(cluster, &secrets, context.settings.request_timeout).map_err(Failure::from)?;
+    let admin = cluster::kafka_admin(
+        &context.admins,
+        cluster,
+        &secrets,
+        context.settings.request_timeout,
+    )
+    .map_err(Failure::from)?;
     let info = admin.describe_cluster().await.map_err(|e| {
         Failure::transient(
             "KafkaUnreachable",

@@ -223,22 +223,3 @@ pub fn healthy_requeue(context: &Context) -> Action {
 /// How long a Stalled object waits before a re-check anyway: a conflict or a
 /// missing dependency can disappear without a change to this object.
 pub const STALLED_RECHECK: Duration = Duration::from_secs(30);
-
-/// Logs one finished reconcile.
-pub fn log_outcome(
-    controller: &'static str,
-    result: &Result<
-        (
-            kube::runtime::reflector::ObjectRef<impl Resource<DynamicType = ()>>,
-            Action,
-        ),
-        impl std::fmt::Display,
-    >,
-) {
-    match result {
-        Ok((object, _)) => {
-            tracing::debug!(controller, name = %object.name, namespace = ?object.namespace, "reconciled")
-        }
-        Err(error) => tracing::debug!(controller, %error, "reconcile error"),
-    }
-}

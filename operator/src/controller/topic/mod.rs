@@ -134,31 +134,9 @@ async fn apply(api: &Api<Topic>, topic: &Topic, ctx: &TopicContext) -> Result<Ac
 
 /// Read → validate → plan → act. Returns what to report.
 async fn sync(topic: &Topic, ctx: &TopicContext) -> Result<Outcome, Failure> {
-    let namespace = topic.namespace().unwrap_or_default();
     let name = topic.kafka_name().unwrap_or_default().to_owned();
 
-    // read: the cluster
-    let cluster = cluster::resolve(&ctx.context.client, &namespace, topic.spec.cluster_ref.as_ref())
-        .await
-        .map_err(Failure::from)?;
-
-    // validate: one Topic per Kafka topic
-    if let Some(owner) = conflicting_owner(topic, &ctx.topics.state(), &cluster.name_any()) {
-        return Err(Failure::stalled(
-            "TopicNameConflict",
-            format!(
-                "Kafka topic {name} is already managed by Topic {owner}; delete one of them or set a different spec.topicName"
-            ),
-        ));
-    }
-
-    // read: Secrets and the topic as Kafka has it
-    let secrets = SecretValues::read(&ctx.context.client, &cluster)
-        .await
-        .map_err(Failure::from)?;
-    let admin = cluster::kafka_admin(&cluster, &secrets, ctx.context.settings.request_timeout)
-        .map_err(Failure::from)?;
-    let observed = admin.describe_topic(&name).await.map_err(Failure::from)?;
+    let (admin, observed) = read(topic, ctx, &name).await?;
 
     // plan
     let desired = DesiredTopic {
@@ -175,28 +153,8 @@ async fn sync(topic: &Topic, ctx: &TopicContext) -> Result<Outcome, Failure> {
     };
     let plan = plan::plan(&desired, observed.as_ref(), options);
 
-    if let Some(blocker) = &plan.blocker {
-        return Ok(Outcome {
-            health: Health::Stalled {
-                reason: blocker.reason().to_owned(),
-                message: blocker.message(&name),
-            },
-            observed,
-            drift: plan.drift,
-        });
-    }
-    if plan.missing_after_existing && plan.actions.is_empty() {
-        return Ok(Outcome {
-            health: Health::Stalled {
-                reason: "TopicMissing".to_owned(),
-                message: format!(
-                    "topic {name} was deleted outside Tributary; driftPolicy Report leaves it absent \
-                     (set spec.driftPolicy to Enforce to recreate it)"
-                ),
-            },
-            observed: None,
-            drift: plan.drift,
-        });
+    if let Some(outcome) = blocked(&plan, &name, observed.as_ref()) {
+        return Ok(outcome);
     }
 
     // act
@@ -226,29 +184,92 @@ async fn sync(topic: &Topic, ctx: &TopicContext) -> Result<Outcome, Failure> {
         },
     )
     .drift;
-    let health = if remaining.is_empty() {
-        Health::Ready {
-            reason: "TopicReady".to_owned(),
-            message: format!(
-                "topic {name}: {} partitions, replication factor {}",
-                now.partitions, now.replication_factor
-            ),
-        }
-    } else {
-        let fields: Vec<&str> = remaining.iter().map(|d| d.field.as_str()).collect();
-        Health::Ready {
-            reason: "DriftReported".to_owned(),
-            message: format!(
-                "topic {name} differs from the spec in {}; driftPolicy Report leaves Kafka unchanged (see status.drift)",
-                fields.join(", ")
-            ),
-        }
-    };
+    let health = settled_health(&name, &now, &remaining);
     Ok(Outcome {
         health,
         observed: Some(now),
         drift: remaining,
     })
+}
+
+/// read (cluster, Secrets, the topic in Kafka) and validate (name conflicts).
+async fn read(
+    topic: &Topic,
+    ctx: &TopicContext,
+    name: &str,
+) -> Result<(Arc<KafkaAdmin>, Option<ObservedTopic>), Failure> {
+    let namespace = topic.namespace().unwrap_or_default();
+    let cluster = cluster::resolve(&ctx.context.client, &namespace, topic.spec.cluster_ref.as_ref())
+        .await
+        .map_err(Failure::from)?;
+    // One Topic per Kafka topic.
+    if let Some(owner) = conflicting_owner(topic, &ctx.topics.state(), &cluster.name_any()) {
+        return Err(Failure::stalled(
+            "TopicNameConflict",
+            format!(
+                "Kafka topic {name} is already managed by Topic {owner}; \
+                 delete one of them or set a different spec.topicName"
+            ),
+        ));
+    }
+    let secrets = SecretValues::read(&ctx.context.client, &cluster)
+        .await
+        .map_err(Failure::from)?;
+    let admin = cluster::kafka_admin(
+        &ctx.context.admins,
+        &cluster,
+        &secrets,
+        ctx.context.settings.request_timeout,
+    )
+    .map_err(Failure::from)?;
+    let observed = admin.describe_topic(name).await.map_err(Failure::from)?;
+    Ok((admin, observed))
+}
+
+/// The Stalled outcome when the plan cannot proceed.
+fn blocked(plan: &plan::TopicPlan, name: &str, observed: Option<&ObservedTopic>) -> Option<Outcome> {
+    if let Some(blocker) = &plan.blocker {
+        return Some(Outcome {
+            health: Health::Stalled {
+                reason: blocker.reason().to_owned(),
+                message: blocker.message(name),
+            },
+            observed: observed.cloned(),
+            drift: plan.drift.clone(),
+        });
+    }
+    (plan.missing_after_existing && plan.actions.is_empty()).then(|| Outcome {
+        health: Health::Stalled {
+            reason: "TopicMissing".to_owned(),
+            message: format!(
+                "topic {name} was deleted outside Tributary; driftPolicy Report leaves it absent \
+                 (set spec.driftPolicy to Enforce to recreate it)"
+            ),
+        },
+        observed: None,
+        drift: plan.drift.clone(),
+    })
+}
+
+/// Health once the actions ran: Ready, noting drift left under Report.
+fn settled_health(name: &str, now: &ObservedTopic, remaining: &[tributary_api::topic::Drift]) -> Health {
+    if remaining.is_empty() {
+        return Health::Ready {
+            reason: "TopicReady".to_owned(),
+            message: format!(
+                "topic {name}: {} partitions, replication factor {}",
+                now.partitions, now.replication_factor
+            ),
+        };
+    }
+    let fields: Vec<&str> = remaining.iter().map(|d| d.field.as_str()).collect();
+    Health::Ready {
+        reason: "DriftReported".to_owned(),
+        message: format!(
+            "topic {name} differs from the spec in {}; driftPolicy Report leaves Kafka unchanged (see status.drift)",
+            fields.join(", ")
+        ),
+    }
 }
 
 async fn act(admin: &KafkaAdmin, desired: &DesiredTopic, action: &TopicAction) -> Result<(), Failure> {
@@ -395,8 +416,13 @@ async fn cleanup(topic: &Topic, ctx: &TopicContext) -> Result<Action, ReconcileE
     let secrets = SecretValues::read(&ctx.context.client, &cluster)
         .await
         .map_err(|e| ReconcileError::from(Failure::from(e)))?;
-    let admin = cluster::kafka_admin(&cluster, &secrets, ctx.context.settings.request_timeout)
-        .map_err(|e| ReconcileError::from(Failure::from(e)))?;
+    let admin = cluster::kafka_admin(
+        &ctx.context.admins,
+        &cluster,
+        &secrets,
+        ctx.context.settings.request_timeout,
+    )
+    .map_err(|e| ReconcileError::from(Failure::from(e)))?;
     admin
         .delete_topic(&name)
         .await
