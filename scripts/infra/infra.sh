@@ -40,7 +40,8 @@ case "$cmd" in
   running)
     for s in "${services[@]}"; do
       [[ "$s" == helm ]] && continue
-      bash "$HERE/$s.sh" status 2>/dev/null | grep -q ': running' && echo "$s"
+      # Capture first: grep -q closing a pipe early would fail under pipefail.
+      grep -q ': running' <<<"$(bash "$HERE/$s.sh" status 2>/dev/null)" && echo "$s"
     done
     true ;;
   *) die "usage: infra.sh up|down|status|install|running [SERVICE...]" ;;

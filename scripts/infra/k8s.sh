@@ -369,15 +369,18 @@ stop() {
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_daemon "${COMPONENTS[i]}"; done
 }
 
+# Printed with a single write: callers pipe this into 'grep -q' under pipefail,
+# and line-by-line output would die of SIGPIPE once grep has its match.
 status() {
-  local c
+  local c out=""
   for c in "${COMPONENTS[@]}"; do
-    if pid_alive "$c"; then echo "$c: running (pid $(cat "$PID_DIR/$c.pid"))"; else echo "$c: stopped"; fi
+    if pid_alive "$c"; then out+="$c: running (pid $(cat "$PID_DIR/$c.pid"))"$'\n'; else out+="$c: stopped"$'\n'; fi
   done
   if pid_alive kube-apiserver && apiserver_ready; then
-    echo "kube-apiserver: ready at $APISERVER_URL, kubeconfig $KUBECONFIG_PATH"
-    kubectl get nodes --no-headers 2>/dev/null | sed 's/^/node: /' || true
+    out+="kube-apiserver: ready at $APISERVER_URL, kubeconfig $KUBECONFIG_PATH"$'\n'
+    out+="$(kubectl get nodes --no-headers 2>/dev/null | sed 's/^/node: /' || true)"$'\n'
   fi
+  printf '%s' "$out"
 }
 
 case "${1:-}" in

@@ -113,7 +113,8 @@ apt_install() {
 with_lock() {
   local name="$1"; shift
   mkdir -p "$TRIBUTARY_CACHE/locks"
-  flock "$TRIBUTARY_CACHE/locks/$name.lock" "$@"
+  # -o: the lock is not inherited by daemons started under it.
+  flock -o "$TRIBUTARY_CACHE/locks/$name.lock" "$@"
 }
 
 # write_env: endpoints for tests (read by the Rust test helpers and by humans).

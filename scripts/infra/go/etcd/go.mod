@@ -1,3 +1,7 @@
+// Wrapper module for etcd's server (see main.go). k8s.sh reads the pinned
+// etcd version from the require below (3.5.x >= 3.5.13 for watch progress).
+// json-iterator/reflect2 are raised above etcd's own pins (v1.1.11/v1.0.1):
+// reflect2 v1.0.1 is known to crash on Go >= 1.18 runtimes.
 module tributary/infra/etcd
 
 go 1.26.0

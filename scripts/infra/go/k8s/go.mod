@@ -3,7 +3,11 @@
 // paths, which 'go install ...@version' rejects; requiring it here and pointing
 // every staging module at its published v0.x twin makes it buildable.
 // The replace block is generated from k8s.io/kubernetes's own go.mod (every
-// '=> ./staging/src/...' line); regenerate it when bumping the version.
+// '=> ./staging/src/...' line). To bump to v1.33.N: go mod download
+// k8s.io/kubernetes@v1.33.N, rewrite the block from the .mod file it printed
+//   sed -n 's|^\t\(k8s.io/[^ ]*\) => ./staging/src/.*|\t\1 => \1 v0.33.N|p'
+// set the require below, then go mod tidy. The versions k8s.sh builds and
+// reports are read from this file.
 module tributary/infra/k8s
 
 go 1.24.0
