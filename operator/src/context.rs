@@ -22,6 +22,9 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Watch only this namespace (namespaced install); `None` watches all.
     pub namespace: Option<String>,
+    /// Reconciles in flight per controller: bounds memory and the load put on
+    /// Kafka and the registry during a burst (e.g. a Git sync of 1,000 Topics).
+    pub concurrency: u16,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_mins(5),
             namespace: None,
+            concurrency: 16,
         }
     }
 }

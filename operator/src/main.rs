@@ -37,6 +37,9 @@ struct Args {
     /// Watch only this namespace (for a namespaced install); default: all namespaces.
     #[arg(long, env = "TRIBUTARY_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Reconciles in flight per controller.
+    #[arg(long, env = "TRIBUTARY_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
     /// Log as JSON lines (for log collectors) instead of human-readable text.
     #[arg(long, env = "TRIBUTARY_LOG_JSON")]
     log_json: bool,
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
         namespace: args.watch_namespace.clone(),
+        concurrency: args.concurrency,
         ..Settings::default()
     };
     let context = Context::new(client, metrics.clone(), settings);

@@ -124,6 +124,7 @@ spec:
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
             namespace: Some(self.namespace.clone()),
+            ..Settings::default()
         };
         let context = Context::new(self.client.clone(), Arc::new(Metrics::default()), settings);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);

@@ -22,6 +22,7 @@ const CONTROLLER: &str = "kafkacluster";
 pub async fn run(context: Context, shutdown: Shutdown) {
     let clusters: Api<KafkaCluster> = context.watched_api();
     Controller::new(clusters, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(context))
         .for_each(|result| async move {

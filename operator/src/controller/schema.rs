@@ -77,6 +77,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
+        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(context))
         .for_each(|result| async move {

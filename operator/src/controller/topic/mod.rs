@@ -54,6 +54,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
                 .map(|t| ObjectRef::from_obj(&*t))
                 .collect::<Vec<_>>()
         })
+        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
