@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -21,16 +20,11 @@ const CONTROLLER: &str = "kafkacluster";
 /// Runs the KafkaCluster controller until `shutdown`.
 pub async fn run(context: Context, shutdown: Shutdown) {
     let clusters: Api<KafkaCluster> = context.watched_api();
-    Controller::new(clusters, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
+    let reconciles = Controller::new(clusters, watcher::Config::default())
+        .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(controller = CONTROLLER, %error, "reconcile did not complete");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, Arc::new(context));
+    super::drain(CONTROLLER, reconciles).await;
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
@@ -76,13 +70,7 @@ async fn reconcile(cluster: Arc<KafkaCluster>, context: Arc<Context>) -> Result<
         Health::Stalled { .. } => Ok(Action::requeue(STALLED_RECHECK)),
         Health::Progressing { reason, message } => Err(ReconcileError::Transient { reason, message }),
     };
-    let (outcome, reason) = match &result {
-        Ok(_) => ("success", None),
-        Err(error) => ("error", Some(error.reason().to_owned())),
-    };
-    context
-        .metrics
-        .observe(CONTROLLER, outcome, reason.as_deref(), started.elapsed());
+    super::record(&context, CONTROLLER, &result, started);
     result
 }
 

@@ -215,6 +215,43 @@ pub async fn publish_event<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// Drives a controller's output stream to the end, logging reconciles that
+/// did not complete (their errors already reached `error_policy`).
+pub async fn drain<T, E: std::fmt::Display>(
+    controller: &'static str,
+    stream: impl futures::Stream<Item = Result<T, E>>,
+) {
+    use futures::StreamExt;
+    stream
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(controller, %error, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// The runtime configuration every controller uses.
+pub fn runtime_config(context: &Context) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(context.settings.concurrency)
+}
+
+/// Counts one reconcile in the metrics.
+pub fn record(
+    context: &Context,
+    controller: &'static str,
+    result: &Result<Action, ReconcileError>,
+    started: std::time::Instant,
+) {
+    let (outcome, reason) = match result {
+        Ok(_) => ("success", None),
+        Err(error) => ("error", Some(error.reason())),
+    };
+    context
+        .metrics
+        .observe(controller, outcome, reason, started.elapsed());
+}
+
 /// Requeue delay for a healthy object: the resync interval.
 pub fn healthy_requeue(context: &Context) -> Action {
     Action::requeue(context.settings.resync)

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -65,7 +64,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
     let clusters: Api<KafkaCluster> = context.watched_api();
     let controller = Controller::new(schemas, watcher::Config::default());
     let store = controller.store();
-    controller
+    let reconciles = controller
         .watches(clusters, watcher::Config::default(), move |cluster| {
             let namespace = cluster.namespace();
             let name = cluster.name_any();
@@ -77,15 +76,10 @@ pub async fn run(context: Context, shutdown: Shutdown) {
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
-        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
+        .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(controller = CONTROLLER, %error, "reconcile did not complete");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, Arc::new(context));
+    super::drain(CONTROLLER, reconciles).await;
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
@@ -104,13 +98,7 @@ async fn reconcile(schema: Arc<Schema>, context: Arc<Context>) -> Result<Action,
     })
     .await
     .map_err(super::from_finalizer);
-    let (outcome, reason) = match &result {
-        Ok(_) => ("success", None),
-        Err(error) => ("error", Some(error.reason().to_owned())),
-    };
-    context
-        .metrics
-        .observe(CONTROLLER, outcome, reason.as_deref(), started.elapsed());
+    super::record(&context, CONTROLLER, &result, started);
     result
 }
 

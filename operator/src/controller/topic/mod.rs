@@ -9,7 +9,6 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -41,7 +40,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
     let controller = Controller::new(topics, watcher::Config::default());
     let store = controller.store();
     let mapper_store = store.clone();
-    controller
+    let reconciles = controller
         // A KafkaCluster appearing or changing re-checks the Topics that use it.
         .watches(clusters, watcher::Config::default(), move |cluster| {
             let namespace = cluster.namespace();
@@ -54,7 +53,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
                 .map(|t| ObjectRef::from_obj(&*t))
                 .collect::<Vec<_>>()
         })
-        .with_config(kube::runtime::controller::Config::default().concurrency(context.settings.concurrency))
+        .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
@@ -63,13 +62,8 @@ pub async fn run(context: Context, shutdown: Shutdown) {
                 context,
                 topics: store,
             }),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(controller = CONTROLLER, %error, "reconcile did not complete");
-            }
-        })
-        .await;
+        );
+    super::drain(CONTROLLER, reconciles).await;
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
@@ -89,13 +83,7 @@ async fn reconcile(topic: Arc<Topic>, ctx: Arc<TopicContext>) -> Result<Action, 
     })
     .await
     .map_err(super::from_finalizer);
-    let (outcome, reason) = match &result {
-        Ok(_) => ("success", None),
-        Err(error) => ("error", Some(error.reason().to_owned())),
-    };
-    ctx.context
-        .metrics
-        .observe(CONTROLLER, outcome, reason.as_deref(), started.elapsed());
+    super::record(&ctx.context, CONTROLLER, &result, started);
     result
 }
 
