@@ -101,9 +101,10 @@ impl Topic {
 pub struct Drift {
     /// What differs: `partitions`, `replicationFactor` or `configs.<name>`.
     pub field: String,
-    /// The declared value.
+    /// The declared value (`<default>`: no override declared).
     pub desired: String,
-    /// The value Kafka reports (`<default>` when the config is at the broker default).
+    /// The value Kafka reports: `<value> (default)` when no override is set and
+    /// the broker default applies (`<default>` when Kafka does not say which).
     pub observed: String,
 }
 
@@ -120,9 +121,6 @@ pub struct TopicStatus {
     /// The topic's name in Kafka.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
-    /// Kafka's topic id (a UUID), stable for the topic's lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic_id: Option<String>,
     /// Partitions Kafka reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i32>,
