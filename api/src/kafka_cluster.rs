@@ -182,3 +182,49 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_reachable: Option<bool>,
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::core::cel::validate_cel;
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(spec: serde_json::Value) -> Result<(), String> {
+        let cluster = KafkaCluster::new("main", serde_json::from_value(spec).unwrap());
+        validate_cel(&cluster).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn credentials_are_refused_in_client_properties() {
+        assert!(
+            check(json!({"bootstrapServers": ["k:9092"], "clientProperties": {"client.rack": "a"}})).is_ok()
+        );
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.jaas.config",
+            "security.protocol",
+        ] {
+            let error =
+                check(json!({"bootstrapServers": ["k:9092"], "clientProperties": {key: "x"}})).unwrap_err();
+            assert!(
+                error.contains("clientProperties must not carry credentials"),
+                "{key}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_client_cert_and_key_go_together() {
+        let cert_only = json!({"bootstrapServers": ["k:9093"], "tls": {"clientCertSecretRef": {"name": "s", "key": "crt"}}});
+        let error = check(cert_only).unwrap_err();
+        assert!(error.contains("must be set together"), "{error}");
+        let both = json!({"bootstrapServers": ["k:9093"], "tls": {
+            "clientCertSecretRef": {"name": "s", "key": "crt"}, "clientKeySecretRef": {"name": "s", "key": "key"}}});
+        assert!(check(both).is_ok());
+        let exclusive = json!({"bootstrapServers": ["k:9093"], "tls": {
+            "caSecretRef": {"name": "s", "key": "ca"}, "insecureSkipVerify": true}});
+        assert!(check(exclusive).unwrap_err().contains("mutually exclusive"));
+    }
+}

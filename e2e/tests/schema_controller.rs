@@ -227,3 +227,72 @@ async fn a_cluster_without_registry_stalls_the_schema() {
     assert!(message.contains("spec.schemaRegistry"), "{message}");
     harness.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_second_schema_for_the_same_subject_is_stalled() {
+    let mut harness = Harness::new("e2e-schema-conflict").await;
+    harness.start_operator();
+    let subject = unique_name("shared-value");
+    harness
+        .apply(&schema_yaml("first", &subject, &avro_record(V1), ""))
+        .await
+        .unwrap();
+    wait_ready(&harness, "first").await;
+    harness
+        .apply(&schema_yaml(
+            "second",
+            &subject,
+            &avro_record(V2),
+            "  deletionPolicy: Delete\n",
+        ))
+        .await
+        .unwrap();
+    let second = harness
+        .wait_for::<Schema>("second", "Stalled", |s| {
+            condition(s.status.as_ref().map(|s| s.conditions.as_slice()), "Stalled")
+                .is_some_and(|(st, _, _)| st == "True")
+        })
+        .await;
+    let (_, reason, message) =
+        condition(second.status.as_ref().map(|s| s.conditions.as_slice()), "Stalled").unwrap();
+    assert_eq!(reason, "SubjectConflict");
+    assert!(
+        message.contains(&format!("{}/first", harness.namespace)),
+        "{message}"
+    );
+    assert_eq!(
+        registry(&harness.endpoints)
+            .latest(&subject)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+
+    // Deleting the loser (deletionPolicy Delete) must not delete the owner's subject.
+    harness
+        .api::<Schema>()
+        .delete("second", &DeleteParams::default())
+        .await
+        .unwrap();
+    let schemas = harness.api::<Schema>();
+    eventually("second Schema gone", CONVERGE, || async {
+        Ok(schemas.get_opt("second").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        registry(&harness.endpoints)
+            .latest(&subject)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    harness.cleanup().await;
+    registry(&Endpoints::from_env())
+        .delete_subject(&subject, true)
+        .await
+        .unwrap();
+}

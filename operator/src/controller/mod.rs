@@ -215,6 +215,23 @@ pub async fn publish_event<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// Among resources claiming the same external object (a Kafka topic, a
+/// registry subject), the first one (oldest, then by name) owns it. Returns
+/// `namespace/name` of the owner when that is not `me`.
+pub fn earlier_claimant<K, Key>(me: &K, all: &[std::sync::Arc<K>], key: impl Fn(&K) -> Key) -> Option<String>
+where
+    K: Resource<DynamicType = ()>,
+    Key: PartialEq,
+{
+    let mine = key(me);
+    let rank = |r: &K| (r.meta().creation_timestamp.clone().map(|ts| ts.0), r.name_any());
+    all.iter()
+        .filter(|other| other.uid() != me.uid() && key(other) == mine)
+        .filter(|other| rank(other) < rank(me))
+        .min_by_key(|other| rank(other))
+        .map(|owner| format!("{}/{}", owner.namespace().unwrap_or_default(), owner.name_any()))
+}
+
 /// Drives a controller's output stream to the end, logging reconciles that
 /// did not complete (their errors already reached `error_policy`).
 pub async fn drain<T, E: std::fmt::Display>(

@@ -14,7 +14,7 @@ use std::time::Instant;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tributary_api::schema::{Compatibility, Schema, SchemaStatus};
@@ -58,17 +58,23 @@ pub fn plan(
     actions
 }
 
+struct SchemaContext {
+    context: Context,
+    schemas: Store<Schema>,
+}
+
 /// Runs the Schema controller until `shutdown`.
 pub async fn run(context: Context, shutdown: Shutdown) {
     let schemas: Api<Schema> = context.watched_api();
     let clusters: Api<KafkaCluster> = context.watched_api();
     let controller = Controller::new(schemas, watcher::Config::default());
     let store = controller.store();
+    let mapper_store = store.clone();
     let reconciles = controller
         .watches(clusters, watcher::Config::default(), move |cluster| {
             let namespace = cluster.namespace();
             let name = cluster.name_any();
-            store
+            mapper_store
                 .state()
                 .into_iter()
                 .filter(|s| s.namespace() == namespace)
@@ -78,27 +84,35 @@ pub async fn run(context: Context, shutdown: Shutdown) {
         })
         .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context));
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(SchemaContext {
+                context,
+                schemas: store,
+            }),
+        );
     super::drain(CONTROLLER, reconciles).await;
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
-fn error_policy(schema: Arc<Schema>, error: &ReconcileError, context: Arc<Context>) -> Action {
-    super::error_policy(&*schema, error, &context)
+fn error_policy(schema: Arc<Schema>, error: &ReconcileError, ctx: Arc<SchemaContext>) -> Action {
+    super::error_policy(&*schema, error, &ctx.context)
 }
 
-async fn reconcile(schema: Arc<Schema>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+async fn reconcile(schema: Arc<Schema>, ctx: Arc<SchemaContext>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let context = &ctx.context;
     let api: Api<Schema> = Api::namespaced(context.client.clone(), &schema.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, schema, |event| async {
         match event {
-            FinalizerEvent::Apply(schema) => apply(&api, &schema, &context).await,
-            FinalizerEvent::Cleanup(schema) => cleanup(&schema, &context).await,
+            FinalizerEvent::Apply(schema) => apply(&api, &schema, &ctx).await,
+            FinalizerEvent::Cleanup(schema) => cleanup(&schema, &ctx).await,
         }
     })
     .await
     .map_err(super::from_finalizer);
-    super::record(&context, CONTROLLER, &result, started);
+    super::record(context, CONTROLLER, &result, started);
     result
 }
 
@@ -109,8 +123,9 @@ struct Outcome {
     compatibility: Option<String>,
 }
 
-async fn apply(api: &Api<Schema>, schema: &Schema, context: &Context) -> Result<Action, ReconcileError> {
-    let outcome = match sync(schema, context).await {
+async fn apply(api: &Api<Schema>, schema: &Schema, ctx: &SchemaContext) -> Result<Action, ReconcileError> {
+    let context = &ctx.context;
+    let outcome = match sync(schema, ctx).await {
         Ok(outcome) => outcome,
         Err(failure) => Outcome {
             health: failure.health(),
@@ -140,7 +155,8 @@ fn definition(schema: &Schema) -> SchemaDefinition {
     }
 }
 
-async fn connect(schema: &Schema, context: &Context) -> Result<RegistryClient, Failure> {
+/// The registry client, and the name of the KafkaCluster it belongs to.
+async fn connect(schema: &Schema, context: &Context) -> Result<(String, RegistryClient), Failure> {
     let namespace = schema.namespace().unwrap_or_default();
     let cluster = cluster::resolve(&context.client, &namespace, schema.spec.cluster_ref.as_ref())
         .await
@@ -148,14 +164,25 @@ async fn connect(schema: &Schema, context: &Context) -> Result<RegistryClient, F
     let secrets = SecretValues::read(&context.client, &cluster)
         .await
         .map_err(Failure::from)?;
-    cluster::registry_client(&cluster, &secrets, context.settings.request_timeout)
+    let client = cluster::registry_client(&cluster, &secrets, context.settings.request_timeout)
         .map_err(Failure::from)?
-        .ok_or_else(|| Failure::from(ClusterError::NoRegistry(cluster.name_any())))
+        .ok_or_else(|| Failure::from(ClusterError::NoRegistry(cluster.name_any())));
+    Ok((cluster.name_any(), client?))
 }
 
-async fn sync(schema: &Schema, context: &Context) -> Result<Outcome, Failure> {
+async fn sync(schema: &Schema, ctx: &SchemaContext) -> Result<Outcome, Failure> {
+    let context = &ctx.context;
     let subject = schema.subject().unwrap_or_default().to_owned();
-    let registry = connect(schema, context).await?;
+    let (cluster, registry) = connect(schema, context).await?;
+    // One Schema per subject.
+    if let Some(owner) = subject_owner(schema, &ctx.schemas.state(), &cluster) {
+        return Err(Failure::stalled(
+            "SubjectConflict",
+            format!(
+                "subject {subject} is already managed by Schema {owner}; delete one of them or set a different spec.subject"
+            ),
+        ));
+    }
     let definition = definition(schema);
 
     // read
@@ -267,7 +294,8 @@ async fn write_status(api: &Api<Schema>, schema: &Schema, outcome: &Outcome) -> 
     crate::status::apply(api, schema, schema.status.as_ref(), &status).await
 }
 
-async fn cleanup(schema: &Schema, context: &Context) -> Result<Action, ReconcileError> {
+async fn cleanup(schema: &Schema, ctx: &SchemaContext) -> Result<Action, ReconcileError> {
+    let context = &ctx.context;
     let subject = schema.subject().unwrap_or_default().to_owned();
     if schema.spec.deletion_policy == DeletionPolicy::Retain {
         publish_event(
@@ -281,7 +309,18 @@ async fn cleanup(schema: &Schema, context: &Context) -> Result<Action, Reconcile
         return Ok(Action::await_change());
     }
     let registry = match connect(schema, context).await {
-        Ok(registry) => registry,
+        Ok((cluster, _)) if subject_owner(schema, &ctx.schemas.state(), &cluster).is_some() => {
+            publish_event(
+                context,
+                schema,
+                EventType::Normal,
+                "SubjectRetained",
+                format!("subject {subject} belongs to another Schema; not deleted"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        Ok((_, registry)) => registry,
         Err(failure) if !failure.transient || failure.reason == "KafkaClusterNotFound" => {
             publish_event(
                 context,
@@ -308,6 +347,22 @@ async fn cleanup(schema: &Schema, context: &Context) -> Result<Action, Reconcile
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Another Schema that manages the same subject in the same cluster's
+/// registry and came first: `namespace/name` of it.
+fn subject_owner(schema: &Schema, all: &[Arc<Schema>], cluster: &str) -> Option<String> {
+    super::earlier_claimant(schema, all, |s: &Schema| {
+        (
+            s.namespace(),
+            s.spec
+                .cluster_ref
+                .as_ref()
+                .map_or(cluster, |r| r.name.as_str())
+                .to_owned(),
+            s.subject().map(str::to_owned),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -430,7 +430,7 @@ async fn cleanup(topic: &Topic, ctx: &TopicContext) -> Result<Action, ReconcileE
 /// Another Topic that manages the same Kafka topic on the same cluster and
 /// came first (older creation time, then name): `namespace/name` of it.
 pub fn conflicting_owner(topic: &Topic, all: &[Arc<Topic>], cluster: &str) -> Option<String> {
-    let key = |t: &Topic| {
+    super::earlier_claimant(topic, all, |t: &Topic| {
         (
             t.namespace(),
             t.spec
@@ -440,14 +440,7 @@ pub fn conflicting_owner(topic: &Topic, all: &[Arc<Topic>], cluster: &str) -> Op
                 .to_owned(),
             t.kafka_name().map(str::to_owned),
         )
-    };
-    let mine = key(topic);
-    let rank = |t: &Topic| (t.metadata.creation_timestamp.clone().map(|ts| ts.0), t.name_any());
-    all.iter()
-        .filter(|other| other.uid() != topic.uid() && key(other) == mine)
-        .filter(|other| rank(other) < rank(topic))
-        .min_by_key(|other| rank(other))
-        .map(|owner| format!("{}/{}", owner.namespace().unwrap_or_default(), owner.name_any()))
+    })
 }
 
 #[cfg(test)]
