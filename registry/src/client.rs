@@ -293,6 +293,20 @@ impl RegistryClient {
             })
     }
 
+    /// The subject's own compatibility level, `None` when it has none (it
+    /// follows the global level) or does not exist. `GET /config/{subject}`.
+    pub async fn subject_compatibility(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        check_subject(subject)?;
+        let reply = self.call(Method::GET, &["config", subject], &[], None).await?;
+        // 40401 no such subject, 40408 no subject-level config (Confluent);
+        // Apicurio answers 404 for a subject it does not know.
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        self.expect_success(&reply)?;
+        Ok(reply.decode::<ConfigResponse>("compatibility config")?.level())
+    }
+
     /// `PUT /config/{subject}`: sets the subject's compatibility level.
     pub async fn set_compatibility(&self, subject: &str, level: Compatibility) -> Result<(), RegistryError> {
         #[derive(Serialize)]

@@ -74,6 +74,15 @@ start() {
   curl -fsS -o /dev/null --max-time 10 -X PUT "$SR_URL/config" \
     -H 'Content-Type: application/vnd.schemaregistry.v1+json' -d '{"compatibility":"BACKWARD"}' \
     || die "registry: could not set the global compatibility to BACKWARD; see $LOG_DIR/registry.log"
+  # The first registrations of a cold JVM take seconds each: register and
+  # delete one schema so clients' first requests do not hit their timeouts.
+  local ct='Content-Type: application/vnd.schemaregistry.v1+json'
+  curl -fsS -o /dev/null --max-time 60 -X POST "$SR_URL/subjects/tributary-warmup/versions" -H "$ct" \
+    -d '{"schema":"{\"type\":\"record\",\"name\":\"Warmup\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"}]}"}' \
+    || die "registry: warm-up registration failed; see $LOG_DIR/registry.log"
+  curl -fsS -o /dev/null --max-time 60 "$SR_URL/config/tributary-warmup" || true
+  curl -fsS -o /dev/null --max-time 60 -X DELETE "$SR_URL/subjects/tributary-warmup" || true
+  curl -fsS -o /dev/null --max-time 60 -X DELETE "$SR_URL/subjects/tributary-warmup?permanent=true" || true
   log "registry ready on $SR_URL (Apicurio $SR_VERSION, in-memory, global compatibility BACKWARD)"
 }
 

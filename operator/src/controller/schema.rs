@@ -40,22 +40,28 @@ pub enum SchemaAction {
 }
 
 /// Decides what to do: `registered` is the lookup of this exact schema under
-/// the subject, `current_level` the subject's effective compatibility level.
+/// the subject, `subject_level` the subject's own compatibility level (`None`:
+/// it follows the global level, which the declared level must not rely on).
+///
+/// The level is set before registering so it governs the new version; on a
+/// subject without versions it is set after the first registration, since
+/// there is nothing to be compatible with yet and some registries (Apicurio)
+/// drop a level set on a subject that does not exist.
 pub fn plan(
     desired_level: Option<Compatibility>,
-    current_level: &str,
+    subject_level: Option<&str>,
     registered: Option<&RegisteredSchema>,
+    subject_exists: bool,
 ) -> Vec<SchemaAction> {
-    let mut actions = Vec::new();
-    if let Some(level) = desired_level
-        && !level.as_str().eq_ignore_ascii_case(current_level)
-    {
-        actions.push(SchemaAction::SetCompatibility(level));
+    let set_level = desired_level
+        .filter(|level| subject_level.is_none_or(|current| !level.as_str().eq_ignore_ascii_case(current)))
+        .map(SchemaAction::SetCompatibility);
+    let register = registered.is_none().then_some(SchemaAction::Register);
+    if subject_exists {
+        set_level.into_iter().chain(register).collect()
+    } else {
+        register.into_iter().chain(set_level).collect()
     }
-    if registered.is_none() {
-        actions.push(SchemaAction::Register);
-    }
-    actions
 }
 
 struct SchemaContext {
@@ -186,16 +192,29 @@ async fn sync(schema: &Schema, ctx: &SchemaContext) -> Result<Outcome, Failure> 
     let definition = definition(schema);
 
     // read
-    let current_level = registry.compatibility(&subject).await.map_err(Failure::from)?;
+    let subject_level = registry
+        .subject_compatibility(&subject)
+        .await
+        .map_err(Failure::from)?;
     let registered = registry
         .lookup(&subject, &definition)
         .await
         .map_err(Failure::from)?;
 
     // plan + act
-    let mut level = current_level;
+    let mut level = match &subject_level {
+        Some(level) => level.clone(),
+        None => registry.compatibility(&subject).await.map_err(Failure::from)?,
+    };
     let mut registered = registered;
-    for action in plan(schema.spec.compatibility, &level, registered.as_ref()) {
+    let subject_exists =
+        registered.is_some() || registry.latest(&subject).await.map_err(Failure::from)?.is_some();
+    for action in plan(
+        schema.spec.compatibility,
+        subject_level.as_deref(),
+        registered.as_ref(),
+        subject_exists,
+    ) {
         match action {
             SchemaAction::SetCompatibility(wanted) => {
                 registry
@@ -228,26 +247,7 @@ async fn sync(schema: &Schema, ctx: &SchemaContext) -> Result<Outcome, Failure> 
                     registered = Some(new);
                 }
                 Err(RegistryError::Incompatible(message)) => {
-                    let previous = registry.latest(&subject).await.ok().flatten();
-                    publish_event(
-                        context,
-                        schema,
-                        EventType::Warning,
-                        "IncompatibleSchema",
-                        message.clone(),
-                    )
-                    .await;
-                    return Ok(Outcome {
-                        health: Health::Stalled {
-                            reason: "IncompatibleSchema".to_owned(),
-                            message: format!(
-                                "the registry refused spec.schema as incompatible with subject {subject} \
-                                 ({level}); the registered version stays in place: {message}"
-                            ),
-                        },
-                        registered: previous,
-                        compatibility: Some(level),
-                    });
+                    return Ok(refused(context, schema, &registry, &subject, level, message).await);
                 }
                 Err(error) => return Err(Failure::from(error)),
             },
@@ -270,6 +270,38 @@ async fn sync(schema: &Schema, ctx: &SchemaContext) -> Result<Outcome, Failure> 
         registered: Some(registered),
         compatibility: Some(level),
     })
+}
+
+/// The registry refused an incompatible change: the version registered
+/// before stays, and the status says why in the registry's words.
+async fn refused(
+    context: &Context,
+    schema: &Schema,
+    registry: &RegistryClient,
+    subject: &str,
+    level: String,
+    message: String,
+) -> Outcome {
+    let previous = registry.latest(subject).await.ok().flatten();
+    publish_event(
+        context,
+        schema,
+        EventType::Warning,
+        "IncompatibleSchema",
+        message.clone(),
+    )
+    .await;
+    Outcome {
+        health: Health::Stalled {
+            reason: "IncompatibleSchema".to_owned(),
+            message: format!(
+                "the registry refused spec.schema as incompatible with subject {subject} ({level}); \
+                 the registered version stays in place: {message}"
+            ),
+        },
+        registered: previous,
+        compatibility: Some(level),
+    }
 }
 
 async fn write_status(api: &Api<Schema>, schema: &Schema, outcome: &Outcome) -> Result<(), kube::Error> {
@@ -385,21 +417,48 @@ mod tests {
 
     #[test]
     fn new_schema_is_registered() {
-        assert_eq!(plan(None, "BACKWARD", None), vec![SchemaAction::Register]);
+        assert_eq!(
+            plan(None, Some("BACKWARD"), None, true),
+            vec![SchemaAction::Register]
+        );
     }
 
     #[test]
     fn registered_schema_at_the_declared_level_needs_nothing() {
-        assert!(plan(Some(Compatibility::Backward), "BACKWARD", Some(&registered())).is_empty());
+        assert!(
+            plan(
+                Some(Compatibility::Backward),
+                Some("BACKWARD"),
+                Some(&registered()),
+                true
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_level_inherited_from_global_is_pinned_on_the_subject() {
+        assert_eq!(
+            plan(Some(Compatibility::Backward), None, Some(&registered()), true),
+            vec![SchemaAction::SetCompatibility(Compatibility::Backward)]
+        );
     }
 
     #[test]
     fn level_is_set_before_registering() {
         assert_eq!(
-            plan(Some(Compatibility::FullTransitive), "BACKWARD", None),
+            plan(Some(Compatibility::FullTransitive), Some("BACKWARD"), None, true),
             vec![
                 SchemaAction::SetCompatibility(Compatibility::FullTransitive),
                 SchemaAction::Register
+            ]
+        );
+        // A new subject: register first, then set its level.
+        assert_eq!(
+            plan(Some(Compatibility::FullTransitive), None, None, false),
+            vec![
+                SchemaAction::Register,
+                SchemaAction::SetCompatibility(Compatibility::FullTransitive)
             ]
         );
     }

@@ -1,0 +1,3 @@
+//! `tributary-worker`: runs one connector or stream. One folder per component.
+
+pub mod debezium;
