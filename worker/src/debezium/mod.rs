@@ -20,4 +20,5 @@
 //! the JSON-with-schema format.
 
 pub mod envelope;
+pub mod row;
 pub mod value;
