@@ -21,4 +21,5 @@
 
 pub mod envelope;
 pub mod row;
+pub mod schema;
 pub mod value;
