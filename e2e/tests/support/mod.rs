@@ -28,13 +28,34 @@ pub const CONVERGE: Duration = Duration::from_mins(1);
 
 /// A client for the local control plane's admin kubeconfig.
 pub async fn client() -> Client {
+    client_as(None).await
+}
+
+/// A client that impersonates `service_account` (`namespace`, `name`).
+pub async fn client_as_service_account(namespace: &str, name: &str) -> Client {
+    client_as(Some((namespace, name))).await
+}
+
+async fn client_as(service_account: Option<(&str, &str)>) -> Client {
     let endpoints = Endpoints::from_env();
-    let kubeconfig = Kubeconfig::read_from(&endpoints.kubeconfig).unwrap_or_else(|e| {
+    let mut kubeconfig = Kubeconfig::read_from(&endpoints.kubeconfig).unwrap_or_else(|e| {
         panic!(
             "admin kubeconfig {} unreadable: {e}",
             endpoints.kubeconfig.display()
         )
     });
+    if let Some((namespace, name)) = service_account {
+        for named in &mut kubeconfig.auth_infos {
+            if let Some(auth) = named.auth_info.as_mut() {
+                auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+                auth.impersonate_groups = Some(vec![
+                    "system:serviceaccounts".to_owned(),
+                    format!("system:serviceaccounts:{namespace}"),
+                    "system:authenticated".to_owned(),
+                ]);
+            }
+        }
+    }
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap();
@@ -117,6 +138,13 @@ spec:
 
     /// Starts the controllers in-process, watching only this namespace.
     pub fn start_operator(&mut self) {
+        let client = self.client.clone();
+        self.start_operator_with(client);
+    }
+
+    /// Starts the controllers with another client (e.g. one impersonating the
+    /// operator's ServiceAccount).
+    pub fn start_operator_with(&mut self, client: Client) {
         assert!(self.operator.is_none(), "operator already running");
         let settings = Settings {
             resync: Duration::from_secs(2),
@@ -126,7 +154,7 @@ spec:
             namespace: Some(self.namespace.clone()),
             ..Settings::default()
         };
-        let context = Context::new(self.client.clone(), Arc::new(Metrics::default()), settings);
+        let context = Context::new(client, Arc::new(Metrics::default()), settings);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(async move {
             let _ = stopped.wait_for(|s| *s).await;
