@@ -130,6 +130,45 @@ impl Health {
     }
 }
 
+/// A resource with the shared status shape: kstatus conditions and the
+/// generation they describe.
+pub trait HasConditions {
+    /// The status conditions (empty before the first reconcile).
+    fn conditions(&self) -> &[Condition];
+    /// `status.observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
+    /// `metadata.generation`.
+    fn generation(&self) -> Option<i64>;
+
+    /// Ready is True for the current generation: what `kubectl wait`,
+    /// Argo CD and Flux look for.
+    fn is_ready(&self) -> bool {
+        self.observed_generation() == self.generation()
+            && find_condition(self.conditions(), condition_type::READY).is_some_and(|c| c.status == "True")
+    }
+}
+
+/// Implements [`HasConditions`] for a resource whose status has
+/// `conditions` and `observed_generation`.
+macro_rules! impl_has_conditions {
+    ($kind:ty) => {
+        impl $crate::common::HasConditions for $kind {
+            fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+                self.status
+                    .as_ref()
+                    .map_or(&[], |s| s.conditions.as_slice())
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.status.as_ref().and_then(|s| s.observed_generation)
+            }
+            fn generation(&self) -> Option<i64> {
+                self.metadata.generation
+            }
+        }
+    };
+}
+pub(crate) use impl_has_conditions;
+
 /// Finds a condition by type.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

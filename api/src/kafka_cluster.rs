@@ -183,6 +183,8 @@ pub struct KafkaClusterStatus {
     pub registry_reachable: Option<bool>,
 }
 
+crate::common::impl_has_conditions!(KafkaCluster);
+
 #[cfg(test)]
 mod tests {
     use kube::core::cel::validate_cel;

@@ -22,7 +22,7 @@ pub mod kafka_cluster;
 pub mod schema;
 pub mod topic;
 
-pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, Health, SecretKeyRef};
+pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, HasConditions, Health, SecretKeyRef};
 pub use kafka_cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
 pub use schema::{Schema, SchemaSpec, SchemaStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};

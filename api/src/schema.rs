@@ -180,3 +180,5 @@ pub struct SchemaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<String>,
 }
+
+crate::common::impl_has_conditions!(Schema);

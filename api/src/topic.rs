@@ -136,6 +136,8 @@ pub struct TopicStatus {
     pub drift: Vec<Drift>,
 }
 
+crate::common::impl_has_conditions!(Topic);
+
 #[cfg(test)]
 mod tests {
     use kube::core::cel::validate_cel_update;

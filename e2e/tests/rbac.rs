@@ -14,7 +14,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Api, ResourceExt};
-use support::{CONVERGE, Harness, client_as_service_account, ready_for_generation};
+use support::{CONVERGE, Harness, client_as_service_account};
 use tributary_api::{Schema, Topic};
 use tributary_testkit::{eventually, unique_name};
 
@@ -78,26 +78,8 @@ async fn the_operator_works_with_least_privilege() {
         ))
         .await
         .unwrap();
-    harness
-        .wait_for::<Topic>("orders", "Ready", |t| {
-            let s = t.status.as_ref();
-            ready_for_generation(
-                s.map(|s| s.conditions.as_slice()),
-                s.and_then(|s| s.observed_generation),
-                t.metadata.generation,
-            )
-        })
-        .await;
-    harness
-        .wait_for::<Schema>("orders-value", "Ready", |t| {
-            let s = t.status.as_ref();
-            ready_for_generation(
-                s.map(|s| s.conditions.as_slice()),
-                s.and_then(|s| s.observed_generation),
-                t.metadata.generation,
-            )
-        })
-        .await;
+    harness.wait_ready::<Topic>("orders").await;
+    harness.wait_ready::<Schema>("orders-value").await;
     let events = harness.event_reasons("orders").await;
     assert!(
         events.contains(&"TopicCreated".to_owned()),

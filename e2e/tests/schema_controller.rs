@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use kube::api::DeleteParams;
-use support::{CONVERGE, Harness, condition, ready_for_generation};
+use support::{CONVERGE, Harness, condition};
 use tributary_api::Schema;
 use tributary_registry::RegistryClient;
 use tributary_testkit::{Endpoints, eventually, unique_name};
@@ -31,16 +31,7 @@ fn schema_yaml(name: &str, subject: &str, schema: &str, extra: &str) -> String {
 }
 
 async fn wait_ready(harness: &Harness, name: &str) -> Schema {
-    harness
-        .wait_for::<Schema>(name, "Ready for its generation", |s| {
-            let status = s.status.as_ref();
-            ready_for_generation(
-                status.map(|s| s.conditions.as_slice()),
-                status.and_then(|s| s.observed_generation),
-                s.metadata.generation,
-            )
-        })
-        .await
+    harness.wait_ready::<Schema>(name).await
 }
 
 const V1: &str = r#"{"name":"customer_id","type":"long"},{"name":"rating","type":"int"}"#;

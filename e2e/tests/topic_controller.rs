@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{CONVERGE, Harness, condition, kafka_tool, ready_for_generation};
+use support::{CONVERGE, Harness, condition, kafka_tool};
 use tributary_api::{KafkaCluster, Topic};
 use tributary_kafka::{KafkaAdmin, KafkaConnection, ObservedTopic};
 use tributary_testkit::{eventually, unique_name};
@@ -43,16 +43,7 @@ fn topic_yaml(name: &str, kafka_name: &str, extra: &str) -> String {
 }
 
 async fn wait_ready(harness: &Harness, name: &str) -> Topic {
-    harness
-        .wait_for::<Topic>(name, "Ready for its generation", |t| {
-            let status = t.status.as_ref();
-            ready_for_generation(
-                status.map(|s| s.conditions.as_slice()),
-                status.and_then(|s| s.observed_generation),
-                t.metadata.generation,
-            )
-        })
-        .await
+    harness.wait_ready::<Topic>(name).await
 }
 
 fn alter_config(bootstrap: &str, topic: &str, config: &str) {

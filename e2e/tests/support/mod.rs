@@ -18,7 +18,7 @@ use kube::core::DynamicObject;
 use kube::discovery::ApiResource;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use tokio::task::JoinHandle;
-use tributary_api::common::{condition_type, find_condition};
+use tributary_api::common::find_condition;
 use tributary_operator::context::{Context, Settings};
 use tributary_operator::metrics::Metrics;
 use tributary_testkit::{Endpoints, eventually, unique_name};
@@ -237,6 +237,23 @@ spec:
         })
     }
 
+    /// Waits until `name` is Ready for its current generation.
+    pub async fn wait_ready<K>(&self, name: &str) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + tributary_api::HasConditions
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.wait_for::<K>(
+            name,
+            "Ready for its generation",
+            tributary_api::HasConditions::is_ready,
+        )
+        .await
+    }
+
     /// Event reasons recorded for the object `name`.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events: Api<k8s_openapi::api::events::v1::Event> = self.api();
@@ -287,16 +304,6 @@ pub fn condition(
     status
         .and_then(|c| find_condition(c, type_))
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// True when Ready is True for the current generation.
-pub fn ready_for_generation(
-    conditions: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
-    observed_generation: Option<i64>,
-    generation: Option<i64>,
-) -> bool {
-    observed_generation == generation
-        && condition(conditions, condition_type::READY).is_some_and(|(status, _, _)| status == "True")
 }
 
 /// Runs one of Kafka's own command-line tools (as an administrator would).
