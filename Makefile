@@ -8,6 +8,7 @@ SERVICES := postgres kafka registry opensearch k8s helm
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@echo "infra-SERVICE   Start one service: $(SERVICES); infra-SERVICE-down stops it"
 
 prereqs: ## Install build prerequisites (Debian packages, Rust components)
 	bash scripts/prereqs.sh
@@ -27,7 +28,7 @@ $(addprefix infra-,$(SERVICES)): infra-%: ## Start one service, e.g. make infra-
 $(addsuffix -down,$(addprefix infra-,$(SERVICES))): infra-%-down: ## Stop one service
 	bash $(INFRA) down $*
 
-test: prereqs infra-up ## Run every test tier against freshly started local services
+test: prereqs infra-up ## Start the local services (running ones are reused) and run every test tier
 	cargo test --workspace --all-targets
 
 test-unit: ## Run only the pure unit tests (no services needed)
