@@ -5,28 +5,15 @@
 // Test helpers outside #[test] functions fail loudly, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
-use tributary_testkit::{Endpoints, eventually, unique_name};
-
-async fn client() -> Client {
-    let endpoints = Endpoints::from_env();
-    let kubeconfig = Kubeconfig::read_from(&endpoints.kubeconfig).unwrap_or_else(|e| {
-        panic!(
-            "admin kubeconfig {} unreadable: {e}",
-            endpoints.kubeconfig.display()
-        )
-    });
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.connect_timeout = Some(Duration::from_secs(5));
-    Client::try_from(config).unwrap()
-}
+use support::client;
+use tributary_testkit::{eventually, unique_name};
 
 fn is_ready(node: &Node) -> bool {
     node.status

@@ -117,6 +117,12 @@ with_lock() {
   flock -o "$TRIBUTARY_CACHE/locks/$name.lock" "$@"
 }
 
+# content_key DIR: a short hash of a Maven project's pom.xml and src/, so an
+# edit to either lays out a new build directory in the cache.
+content_key() {
+  (cd "$1" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+}
+
 # write_env: endpoints for tests (read by the Rust test helpers and by humans).
 write_env() {
   cat >"$TRIBUTARY_RUN/env.sh" <<ENV

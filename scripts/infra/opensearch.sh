@@ -11,7 +11,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 OS_SRC="$HERE/opensearch"
 OS_VERSION="$(sed -n 's:.*<opensearch.version>\(.*\)</opensearch.version>.*:\1:p' "$OS_SRC/pom.xml")"
 # Keyed by the project's content, so editing the pom or the main class rebuilds.
-OS_KEY="$(cd "$OS_SRC" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
+OS_KEY="$(content_key "$OS_SRC")"
 OS_HOME="$TRIBUTARY_CACHE/opensearch-$OS_VERSION-$OS_KEY"
 OS_DATA="$DATA_DIR/opensearch"
 OS_URL="http://$TRIBUTARY_HOST:$OPENSEARCH_PORT"

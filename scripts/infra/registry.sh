@@ -33,7 +33,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 SR_SRC="$HERE/registry"
 SR_VERSION="$(sed -n 's:.*<apicurio.version>\(.*\)</apicurio.version>.*:\1:p' "$SR_SRC/pom.xml")"
 # Keyed by the project's content, so editing the pom or its sources rebuilds.
-SR_KEY="$(cd "$SR_SRC" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
+SR_KEY="$(content_key "$SR_SRC")"
 SR_HOME="$TRIBUTARY_CACHE/apicurio-$SR_VERSION-$SR_KEY"
 SR_JAR="$SR_HOME/build/apicurio-registry-runner-0.0.0-runner.jar"
 SR_DATA="$DATA_DIR/registry"

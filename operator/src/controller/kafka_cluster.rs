@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tributary_api::{Health, KafkaCluster, KafkaClusterStatus};
 
-use super::{Failure, ReconcileError, STALLED_RECHECK, Shutdown};
+use super::{Failure, ReconcileError, Shutdown};
 use crate::cluster::{self, SecretValues};
 use crate::context::Context;
 
@@ -62,14 +62,7 @@ async fn reconcile(cluster: Arc<KafkaCluster>, context: Arc<Context>) -> Result<
         registry_reachable: probe.registry_reachable,
     };
     crate::status::apply(&api, &*cluster, cluster.status.as_ref(), &status).await?;
-    let result = match health {
-        Health::Ready { .. } => {
-            context.reset_backoff(&super::object_key(&*cluster));
-            Ok(super::healthy_requeue(&context))
-        }
-        Health::Stalled { .. } => Ok(Action::requeue(STALLED_RECHECK)),
-        Health::Progressing { reason, message } => Err(ReconcileError::Transient { reason, message }),
-    };
+    let result = super::next_action(&context, &*cluster, &health);
     super::record(&context, CONTROLLER, &result, started);
     result
 }

@@ -269,9 +269,49 @@ pub fn record(
         .observe(controller, outcome, reason, started.elapsed());
 }
 
-/// Requeue delay for a healthy object: the resync interval.
-pub fn healthy_requeue(context: &Context) -> Action {
-    Action::requeue(context.settings.resync)
+/// What follows a reconcile whose outcome (already written to status) is
+/// `health`: resync when Ready, a slow re-check when Stalled, backoff (through
+/// `error_policy`) when Progressing.
+pub fn next_action<K: Resource<DynamicType = ()>>(
+    context: &Context,
+    obj: &K,
+    health: &Health,
+) -> Result<Action, ReconcileError> {
+    match health {
+        Health::Ready { .. } => {
+            context.reset_backoff(&object_key(obj));
+            Ok(Action::requeue(context.settings.resync))
+        }
+        Health::Stalled { reason, message } => {
+            tracing::info!(kind = %K::kind(&()), name = %obj.name_any(), reason, message, "stalled");
+            Ok(Action::requeue(STALLED_RECHECK))
+        }
+        Health::Progressing { reason, message } => Err(ReconcileError::Transient {
+            reason: reason.clone(),
+            message: message.clone(),
+        }),
+    }
+}
+
+/// The objects in `store` that use the KafkaCluster `cluster`: same namespace,
+/// and `clusterRef` naming it or absent (the namespace's only cluster).
+pub fn users_of<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    cluster: &tributary_api::KafkaCluster,
+    cluster_ref: impl Fn(&K) -> Option<&tributary_api::ClusterRef>,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let namespace = cluster.namespace();
+    let name = cluster.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == namespace)
+        .filter(|o| cluster_ref(o).is_none_or(|r| r.name == name))
+        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&**o))
+        .collect()
 }
 
 /// How long a Stalled object waits before a re-check anyway: a conflict or a

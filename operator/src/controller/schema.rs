@@ -14,14 +14,14 @@ use std::time::Instant;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tributary_api::schema::{Compatibility, Schema, SchemaStatus};
 use tributary_api::{DeletionPolicy, Health, KafkaCluster};
 use tributary_registry::{RegisteredSchema, RegistryClient, RegistryError, SchemaDefinition};
 
-use super::{Failure, ReconcileError, STALLED_RECHECK, Shutdown, publish_event};
+use super::{Failure, ReconcileError, Shutdown, publish_event};
 use crate::cluster::{self, ClusterError, SecretValues};
 use crate::context::Context;
 
@@ -78,15 +78,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
     let mapper_store = store.clone();
     let reconciles = controller
         .watches(clusters, watcher::Config::default(), move |cluster| {
-            let namespace = cluster.namespace();
-            let name = cluster.name_any();
-            mapper_store
-                .state()
-                .into_iter()
-                .filter(|s| s.namespace() == namespace)
-                .filter(|s| s.spec.cluster_ref.as_ref().is_none_or(|r| r.name == name))
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
+            super::users_of(&mapper_store, &cluster, |s: &Schema| s.spec.cluster_ref.as_ref())
         })
         .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
@@ -140,17 +132,7 @@ async fn apply(api: &Api<Schema>, schema: &Schema, ctx: &SchemaContext) -> Resul
         },
     };
     write_status(api, schema, &outcome).await?;
-    match &outcome.health {
-        Health::Ready { .. } => {
-            context.reset_backoff(&super::object_key(schema));
-            Ok(super::healthy_requeue(context))
-        }
-        Health::Stalled { .. } => Ok(Action::requeue(STALLED_RECHECK)),
-        Health::Progressing { reason, message } => Err(ReconcileError::Transient {
-            reason: reason.clone(),
-            message: message.clone(),
-        }),
-    }
+    super::next_action(context, schema, &outcome.health)
 }
 
 fn definition(schema: &Schema) -> SchemaDefinition {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tributary_api::topic::{Topic, TopicStatus};
@@ -20,7 +20,7 @@ use tributary_api::{DeletionPolicy, DriftPolicy, Health, KafkaCluster};
 use tributary_kafka::{KafkaAdmin, ObservedTopic};
 
 use self::plan::{DesiredTopic, PlanOptions, TopicAction};
-use super::{Failure, ReconcileError, STALLED_RECHECK, Shutdown, publish_event};
+use super::{Failure, ReconcileError, Shutdown, publish_event};
 use crate::cluster::{self, ClusterError, SecretValues};
 use crate::context::Context;
 
@@ -43,15 +43,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
     let reconciles = controller
         // A KafkaCluster appearing or changing re-checks the Topics that use it.
         .watches(clusters, watcher::Config::default(), move |cluster| {
-            let namespace = cluster.namespace();
-            let name = cluster.name_any();
-            mapper_store
-                .state()
-                .into_iter()
-                .filter(|t| t.namespace() == namespace)
-                .filter(|t| t.spec.cluster_ref.as_ref().is_none_or(|r| r.name == name))
-                .map(|t| ObjectRef::from_obj(&*t))
-                .collect::<Vec<_>>()
+            super::users_of(&mapper_store, &cluster, |t: &Topic| t.spec.cluster_ref.as_ref())
         })
         .with_config(super::runtime_config(&context))
         .graceful_shutdown_on(shutdown)
@@ -95,7 +87,6 @@ struct Outcome {
 }
 
 async fn apply(api: &Api<Topic>, topic: &Topic, ctx: &TopicContext) -> Result<Action, ReconcileError> {
-    let key = super::object_key(topic);
     let outcome = match sync(topic, ctx).await {
         Ok(outcome) => outcome,
         Err(failure) => Outcome {
@@ -105,20 +96,7 @@ async fn apply(api: &Api<Topic>, topic: &Topic, ctx: &TopicContext) -> Result<Ac
         },
     };
     write_status(api, topic, &outcome).await?;
-    match &outcome.health {
-        Health::Ready { .. } => {
-            ctx.context.reset_backoff(&key);
-            Ok(super::healthy_requeue(&ctx.context))
-        }
-        Health::Stalled { reason, message } => {
-            tracing::info!(topic = %topic.name_any(), reason, message, "topic stalled");
-            Ok(Action::requeue(STALLED_RECHECK))
-        }
-        Health::Progressing { reason, message } => Err(ReconcileError::Transient {
-            reason: reason.clone(),
-            message: message.clone(),
-        }),
-    }
+    super::next_action(&ctx.context, topic, &outcome.health)
 }
 
 /// Read → validate → plan → act. Returns what to report.
