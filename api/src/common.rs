@@ -31,6 +31,27 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+impl SecretKeyRef {
+    /// The environment variable a worker reads this value from:
+    /// `TRIBUTARY_SECRET_<NAME>_<KEY>`, upper-cased, every character other
+    /// than a letter or digit replaced by `_`. The operator sets it from the
+    /// Secret (`valueFrom.secretKeyRef`); in standalone mode the user does.
+    pub fn env_var(&self) -> String {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!("TRIBUTARY_SECRET_{}_{}", clean(&self.name), clean(&self.key))
+    }
+}
+
 /// What happens to the Kafka-side object when the resource is deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
@@ -259,6 +280,18 @@ mod tests {
         assert_eq!(
             find_condition(&third, "Ready").unwrap().last_transition_time,
             time(100)
+        );
+    }
+
+    #[test]
+    fn secret_env_var_is_a_valid_shell_name() {
+        let reference = SecretKeyRef {
+            name: "pg-credentials".into(),
+            key: "password.txt".into(),
+        };
+        assert_eq!(
+            reference.env_var(),
+            "TRIBUTARY_SECRET_PG_CREDENTIALS_PASSWORD_TXT"
         );
     }
 

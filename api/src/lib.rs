@@ -11,18 +11,21 @@
 //! ```text
 //!  KafkaCluster ◄── clusterRef ── Topic   (a Kafka topic)
 //!       ▲      ◄── clusterRef ── Schema  (a registry subject)
+//!       └─────────── clusterRef ── Connector (Postgres CDC or datagen → Kafka)
 //! ```
 
 // kube's `printcolumn(...)` attributes repeat their keys by design.
 #![allow(clippy::duplicated_attributes)]
 
 pub mod common;
+pub mod connector;
 pub mod crd;
 pub mod kafka_cluster;
 pub mod schema;
 pub mod topic;
 
 pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, HasConditions, Health, SecretKeyRef};
+pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
 pub use kafka_cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
 pub use schema::{Schema, SchemaSpec, SchemaStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};

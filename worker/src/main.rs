@@ -1,25 +1,200 @@
 //! `tributary-worker`: the process that runs one connector or stream.
+//!
+//! `tributary-worker run -f connector.yaml` runs a `Connector` manifest
+//! without Kubernetes (standalone mode); the operator runs the same command
+//! with the manifest mounted from a ConfigMap. `drop-slot` removes the
+//! replication slot (and optionally the publication) of a Postgres source.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use pg_walstream::CancellationToken;
+use tributary_worker::config::{self, LoadOptions, SecretResolver, Source};
+use tributary_worker::runner::{self, Outcome, RunSettings};
+use tributary_worker::source::postgres;
+use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC};
 
 /// Command line of the worker.
 #[derive(Debug, Parser)]
 #[command(name = "tributary-worker", version, about)]
 struct Args {
     /// Log as JSON lines (for log collectors) instead of human-readable text.
-    #[arg(long, env = "TRIBUTARY_LOG_JSON")]
+    #[arg(long, global = true, env = "TRIBUTARY_LOG_JSON")]
     log_json: bool,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() {
+/// Where the connector's configuration comes from.
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// YAML file(s) holding one `Connector` and, optionally, the `KafkaCluster` it uses.
+    #[arg(
+        short = 'f',
+        long = "file",
+        required = true,
+        env = "TRIBUTARY_CONFIG",
+        value_delimiter = ','
+    )]
+    files: Vec<PathBuf>,
+    /// Plaintext Kafka brokers, when no KafkaCluster manifest is given.
+    #[arg(long, env = "TRIBUTARY_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// Directory with secret values as `<secret name>/<key>` files (checked after
+    /// the `TRIBUTARY_SECRET_<NAME>_<KEY>` environment variables).
+    #[arg(long, env = "TRIBUTARY_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<config::WorkerConfig> {
+        Ok(config::load(&LoadOptions {
+            files: self.files.clone(),
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            secrets: SecretResolver {
+                dir: self.secrets_dir.clone(),
+            },
+        })?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the connector until stopped (SIGTERM/SIGINT) or finished.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Compacted topic holding source offsets.
+        #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC", default_value = DEFAULT_OFFSETS_TOPIC)]
+        offsets_topic: String,
+        /// Compacted topic holding worker status.
+        #[arg(long, env = "TRIBUTARY_STATUS_TOPIC", default_value = DEFAULT_STATUS_TOPIC)]
+        status_topic: String,
+        /// Address of /healthz, /readyz and /metrics; `off` disables them.
+        #[arg(long, env = "TRIBUTARY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+        http_addr: String,
+        /// Seconds between status records.
+        #[arg(long, env = "TRIBUTARY_STATUS_INTERVAL_SECONDS", default_value_t = 10)]
+        status_interval_seconds: u64,
+    },
+    /// Check the configuration and exit (0 when valid).
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Drop the replication slot of a Postgres source, so it stops retaining WAL.
+    DropSlot {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Also drop the publication.
+        #[arg(long)]
+        publication: bool,
+    },
+}
+
+fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
-    tracing::info!(api_version = %tributary_api::api_version(), "tributary-worker");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(args.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "tributary-worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            config,
+            offsets_topic,
+            status_topic,
+            http_addr,
+            status_interval_seconds,
+        } => {
+            let config = config.load()?;
+            let http_addr: Option<SocketAddr> = match http_addr.as_str() {
+                "off" => None,
+                addr => Some(
+                    addr.parse()
+                        .with_context(|| format!("--http-addr {addr}: expected host:port or off"))?,
+                ),
+            };
+            let settings = RunSettings {
+                offsets_topic,
+                status_topic,
+                http_addr,
+                status_interval: Duration::from_secs(status_interval_seconds.max(1)),
+                worker_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "standalone".to_owned()),
+            };
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            tracing::info!(connector = %config.id, version = tributary_worker::VERSION, "starting");
+            match runner::run(&config, &settings, shutdown).await? {
+                Outcome::Stopped => tracing::info!("stopped"),
+                Outcome::Completed => tracing::info!("completed"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => {
+            let config = config.load()?;
+            tracing::info!(connector = %config.id, "configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DropSlot { config, publication } => {
+            let config = config.load()?;
+            let Source::Postgres(pg) = &config.source else {
+                anyhow::bail!(
+                    "drop-slot: spec.source.postgres is not set; only Postgres sources have a slot"
+                );
+            };
+            let client = postgres::connect(pg).await?;
+            let done = postgres::setup::drop_slot(&client, pg, publication).await?;
+            if done.is_empty() {
+                tracing::info!(slot = %pg.spec.slot_name, "nothing to drop");
+            }
+            for line in done {
+                tracing::info!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stop requested");
+    shutdown.cancel();
 }

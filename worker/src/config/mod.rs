@@ -1,0 +1,498 @@
+//! The worker's configuration: one `Connector` resource and the Kafka it
+//! writes to, read from YAML files.
+//!
+//! Data model: the files hold Kubernetes manifests (several documents per
+//! file allowed). Exactly one is a `Connector`; a `KafkaCluster` may sit next
+//! to it (its `clusterRef`, or the only one), otherwise `--bootstrap-servers`
+//! names a plaintext Kafka. The operator mounts the same YAML from a
+//! ConfigMap (without secrets), so both modes share this loader. Secret
+//! references resolve through [`secrets::SecretResolver`].
+//!
+//! Loading is parse (serde, which names unknown or mistyped fields) →
+//! [`validate`] (pure; rules the CRD states in CEL, repeated here because a
+//! standalone file never passes an apiserver) → [`WorkerConfig`].
+
+pub mod secrets;
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+use tributary_api::connector::{DatagenSource, PostgresSource};
+use tributary_api::{Connector, KafkaCluster};
+use tributary_kafka::KafkaConnection;
+
+pub use self::secrets::{SecretError, SecretResolver};
+
+/// Everything a worker needs to run its connector.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `<namespace>/<name>` (or `<name>` without a namespace): the key of the
+    /// connector's records in the offsets and status topics.
+    pub id: String,
+    /// The connector as declared.
+    pub connector: Connector,
+    /// The validated source.
+    pub source: Source,
+    /// How to reach Kafka (secrets resolved).
+    pub kafka: KafkaConnection,
+}
+
+/// The connector's source, validated.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Postgres CDC.
+    Postgres(Box<PostgresConfig>),
+    /// Generated records.
+    Datagen(DatagenSource),
+}
+
+/// A Postgres source with its password resolved and its table filters compiled.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// The spec as declared.
+    pub spec: PostgresSource,
+    /// The password, if any (never logged: `Debug` redacts it).
+    pub password: Option<String>,
+    /// Compiled `tableIncludeList`.
+    pub include: Vec<Regex>,
+    /// Compiled `tableExcludeList`.
+    pub exclude: Vec<Regex>,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("spec", &self.spec)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConfig {
+    /// True when `<schema>.<table>` is captured by the include/exclude lists.
+    pub fn captures(&self, schema: &str, table: &str) -> bool {
+        let name = format!("{schema}.{table}");
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&name)))
+            && !self.exclude.iter().any(|r| r.is_match(&name))
+    }
+
+    /// Connection parameters for tokio-postgres (key=value form).
+    pub fn tokio_postgres_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.spec.host)
+            .port(self.spec.port)
+            .dbname(&self.spec.database)
+            .user(&self.spec.user)
+            .application_name("tributary-worker")
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        config
+    }
+
+    /// The URL form for the replication connection (`replication=database`).
+    pub fn replication_url(&self) -> String {
+        let escape = |s: &str| -> String {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        let credentials = match &self.password {
+            Some(password) => format!("{}:{}", escape(&self.spec.user), escape(password)),
+            None => escape(&self.spec.user),
+        };
+        format!(
+            "postgresql://{credentials}@{}:{}/{}?replication=database&application_name=tributary-worker",
+            self.spec.host,
+            self.spec.port,
+            escape(&self.spec.database)
+        )
+    }
+}
+
+/// Why the configuration cannot be used. Messages name the file and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A document is not valid YAML or does not match its kind's schema.
+    #[error("{path}: {kind}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// `Connector`, `KafkaCluster` or `document`.
+        kind: String,
+        /// serde's message, naming the field and position.
+        message: String,
+    },
+    /// No `Connector` document, or more than one.
+    #[error("{0}")]
+    Connectors(String),
+    /// A field's value is not allowed.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `spec.source.postgres.tableIncludeList[0]`.
+        field: String,
+        /// What is allowed.
+        message: String,
+    },
+    /// A Secret reference could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The Kafka connection settings are not usable.
+    #[error("KafkaCluster {cluster}: {source}")]
+    Kafka {
+        /// Name of the KafkaCluster.
+        cluster: String,
+        /// Why.
+        #[source]
+        source: tributary_kafka::ConnectionError,
+    },
+}
+
+/// Where to read the configuration from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// YAML files holding the Connector (and optionally its KafkaCluster).
+    pub files: Vec<PathBuf>,
+    /// Plaintext brokers to use when no KafkaCluster document is given.
+    pub bootstrap_servers: Option<String>,
+    /// How secret references resolve.
+    pub secrets: SecretResolver,
+}
+
+/// Reads, parses and validates the configuration.
+pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
+    let mut connectors = Vec::new();
+    let mut clusters = Vec::new();
+    for path in &options.files {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let (mut c, mut k) = parse_documents(path, &text)?;
+        connectors.append(&mut c);
+        clusters.append(&mut k);
+    }
+    let connector = match connectors.len() {
+        1 => connectors.remove(0),
+        0 => {
+            return Err(ConfigError::Connectors(
+                "no Connector document found (expected `kind: Connector`, `apiVersion: tributary.dev/v1alpha1`)"
+                    .to_owned(),
+            ));
+        }
+        n => {
+            return Err(ConfigError::Connectors(format!(
+                "{n} Connector documents found; a worker runs exactly one"
+            )));
+        }
+    };
+    let source = validate(&connector, &options.secrets)?;
+    let kafka = kafka_connection(&connector, &clusters, options)?;
+    let id = match connector.metadata.namespace.as_deref() {
+        Some(namespace) => format!("{namespace}/{}", connector_name(&connector)),
+        None => connector_name(&connector).to_owned(),
+    };
+    Ok(WorkerConfig {
+        id,
+        connector,
+        source,
+        kafka,
+    })
+}
+
+fn connector_name(connector: &Connector) -> &str {
+    connector.metadata.name.as_deref().unwrap_or("connector")
+}
+
+/// Splits a file into its documents and parses the Tributary ones.
+pub fn parse_documents(path: &Path, text: &str) -> Result<(Vec<Connector>, Vec<KafkaCluster>), ConfigError> {
+    let mut connectors = Vec::new();
+    let mut clusters = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            kind: "document".to_owned(),
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue; // an empty document, e.g. after a trailing `---`
+        }
+        let kind = value
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or_default();
+        let parse_error = |e: serde_yaml::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+            message: e.to_string(),
+        };
+        match kind {
+            "Connector" => connectors.push(serde_yaml::from_value(value.clone()).map_err(parse_error)?),
+            "KafkaCluster" => clusters.push(serde_yaml::from_value(value.clone()).map_err(parse_error)?),
+            _ => {} // other manifests (Secrets, Topics) may share the file
+        }
+    }
+    Ok((connectors, clusters))
+}
+
+/// Checks what the CRD's CEL rules check on Kubernetes, and resolves secrets.
+pub fn validate(connector: &Connector, secrets: &SecretResolver) -> Result<Source, ConfigError> {
+    let invalid = |field: &str, message: &str| ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    };
+    let Some(source) = &connector.spec.source else {
+        return Err(invalid(
+            "spec.source",
+            "required: set exactly one of postgres or datagen",
+        ));
+    };
+    match (&source.postgres, &source.datagen) {
+        (Some(postgres), None) => {
+            let field = "spec.source.postgres";
+            if postgres.topic_prefix.is_empty()
+                || !postgres
+                    .topic_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(invalid(
+                    &format!("{field}.topicPrefix"),
+                    "must be non-empty letters, digits, '.', '_' and '-'",
+                ));
+            }
+            if !postgres
+                .slot_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                || postgres.slot_name.is_empty()
+            {
+                return Err(invalid(
+                    &format!("{field}.slotName"),
+                    "may contain lower-case letters, digits and '_' (a Postgres rule)",
+                ));
+            }
+            let compile = |list: &[String], name: &str| -> Result<Vec<Regex>, ConfigError> {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, pattern)| {
+                        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError::Invalid {
+                            field: format!("{field}.{name}[{i}]"),
+                            message: format!("not a regular expression: {e}"),
+                        })
+                    })
+                    .collect()
+            };
+            let include = compile(&postgres.table_include_list, "tableIncludeList")?;
+            let exclude = compile(&postgres.table_exclude_list, "tableExcludeList")?;
+            if postgres.publication_autocreate == tributary_api::connector::PublicationAutocreate::Filtered
+                && include.is_empty()
+            {
+                return Err(invalid(
+                    &format!("{field}.tableIncludeList"),
+                    "required when publicationAutocreate is Filtered: the publication lists these tables",
+                ));
+            }
+            let password = postgres
+                .password
+                .as_ref()
+                .map(|r| secrets.resolve(&format!("{field}.password"), r))
+                .transpose()?;
+            Ok(Source::Postgres(Box::new(PostgresConfig {
+                spec: postgres.clone(),
+                password,
+                include,
+                exclude,
+            })))
+        }
+        (None, Some(datagen)) => {
+            if datagen.topic.is_empty() {
+                return Err(invalid("spec.source.datagen.topic", "required"));
+            }
+            Ok(Source::Datagen(datagen.clone()))
+        }
+        _ => Err(invalid("spec.source", "set exactly one of postgres or datagen")),
+    }
+}
+
+fn kafka_connection(
+    connector: &Connector,
+    clusters: &[KafkaCluster],
+    options: &LoadOptions,
+) -> Result<KafkaConnection, ConfigError> {
+    let wanted = connector.spec.cluster_ref.as_ref().map(|r| r.name.as_str());
+    let cluster = match wanted {
+        Some(name) => clusters.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
+        None if clusters.len() == 1 => clusters.first(),
+        None => None,
+    };
+    match (cluster, &options.bootstrap_servers) {
+        (Some(cluster), _) => {
+            let name = cluster.metadata.name.clone().unwrap_or_default();
+            KafkaConnection::from_spec(&cluster.spec, |r| {
+                options
+                    .secrets
+                    .resolve("KafkaCluster secret", r)
+                    .map_err(|e| format!("set environment variable {}", e.env_var))
+            })
+            .map_err(|source| ConfigError::Kafka {
+                cluster: name,
+                source,
+            })
+        }
+        (None, Some(bootstrap)) => Ok(KafkaConnection::plaintext(bootstrap)),
+        (None, None) => Err(ConfigError::Invalid {
+            field: "spec.clusterRef".to_owned(),
+            message: match wanted {
+                Some(name) => format!(
+                    "KafkaCluster {name:?} is not among the files given; add its manifest with -f or pass --bootstrap-servers"
+                ),
+                None if clusters.is_empty() => {
+                    "no KafkaCluster given: add its manifest with -f or pass --bootstrap-servers".to_owned()
+                }
+                None => "several KafkaClusters given: set spec.clusterRef.name".to_owned(),
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECTOR: &str = "\
+apiVersion: tributary.dev/v1alpha1
+kind: Connector
+metadata:
+  name: shop-cdc
+  namespace: shop
+spec:
+  source:
+    postgres:
+      host: 127.0.0.1
+      database: shop
+      user: cdc
+      topicPrefix: shop
+      tableIncludeList: ['public\\.orders', 'public\\.order_.*']
+";
+
+    const CLUSTER: &str = "\
+apiVersion: tributary.dev/v1alpha1
+kind: KafkaCluster
+metadata:
+  name: main
+spec:
+  bootstrapServers: ['10.0.0.1:9092']
+";
+
+    fn load_text(text: &str, bootstrap: Option<&str>) -> Result<WorkerConfig, ConfigError> {
+        let (connectors, clusters) = parse_documents(Path::new("test.yaml"), text)?;
+        let connector = connectors.into_iter().next().unwrap();
+        let options = LoadOptions {
+            bootstrap_servers: bootstrap.map(str::to_owned),
+            ..LoadOptions::default()
+        };
+        let source = validate(&connector, &options.secrets)?;
+        let kafka = kafka_connection(&connector, &clusters, &options)?;
+        Ok(WorkerConfig {
+            id: String::new(),
+            connector,
+            source,
+            kafka,
+        })
+    }
+
+    #[test]
+    fn a_kafka_cluster_in_the_same_file_is_used() {
+        let config = load_text(&format!("{CONNECTOR}---\n{CLUSTER}"), None).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers(), "10.0.0.1:9092");
+        let Source::Postgres(pg) = config.source else {
+            panic!()
+        };
+        assert!(pg.captures("public", "orders"));
+        assert!(pg.captures("public", "order_items"));
+        assert!(!pg.captures("public", "customers"));
+        assert!(
+            !pg.captures("public", "orders_archive"),
+            "patterns match the whole name"
+        );
+    }
+
+    #[test]
+    fn without_a_cluster_the_error_says_what_to_add() {
+        let message = load_text(CONNECTOR, None).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.clusterRef: no KafkaCluster given"),
+            "{message}"
+        );
+        let config = load_text(CONNECTOR, Some("127.0.0.1:19092")).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers(), "127.0.0.1:19092");
+    }
+
+    #[test]
+    fn a_bad_pattern_names_its_list_position() {
+        let text = CONNECTOR.replace("'public\\.order_.*'", "'public.(orders'");
+        let message = load_text(&text, Some("k:1")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.source.postgres.tableIncludeList[1]: not a regular expression"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_file_and_field() {
+        let text = CONNECTOR.replace("      user: cdc\n", "      user: cdc\n      slot: x\n");
+        let message = parse_documents(Path::new("shop.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("shop.yaml: Connector: "), "{message}");
+        assert!(message.contains("unknown field `slot`"), "{message}");
+    }
+
+    #[test]
+    fn the_password_comes_from_a_secret_and_is_never_printed() {
+        let text = CONNECTOR.replace(
+            "      user: cdc\n",
+            "      user: cdc\n      password: {name: cfg-test-pg, key: password}\n",
+        );
+        let (connectors, _) = parse_documents(Path::new("t.yaml"), &text).unwrap();
+        let missing = validate(&connectors[0], &SecretResolver::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("TRIBUTARY_SECRET_CFG_TEST_PG_PASSWORD"),
+            "{missing}"
+        );
+        let dir = std::env::temp_dir().join(format!("tributary-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("cfg-test-pg")).unwrap();
+        std::fs::write(dir.join("cfg-test-pg").join("password"), "hunter2").unwrap();
+        let resolver = SecretResolver {
+            dir: Some(dir.clone()),
+        };
+        let Source::Postgres(pg) = validate(&connectors[0], &resolver).unwrap() else {
+            panic!()
+        };
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(pg.password.as_deref(), Some("hunter2"));
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        assert!(pg.replication_url().contains("cdc:hunter2@"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Runs one configured connector: Kafka pipeline, state topics, telemetry
+//! and the source, until the source completes, fails or a stop is requested.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_walstream::CancellationToken;
+
+use crate::config::{Source, WorkerConfig};
+use crate::delivery::{self, DeliveryError, Pipeline, PipelineSettings, TopicCreator};
+use crate::source::{RunContext, datagen, postgres};
+use crate::state_topic::{StateTopic, StateTopicError, WorkerStatus};
+use crate::telemetry::{self, Telemetry};
+
+/// Settings of the process (not of the connector).
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Compacted topic of source offsets.
+    pub offsets_topic: String,
+    /// Compacted topic of worker status.
+    pub status_topic: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`None`: not served).
+    pub http_addr: Option<SocketAddr>,
+    /// Interval of status records.
+    pub status_interval: Duration,
+    /// Name of this worker instance in status records.
+    pub worker_name: String,
+}
+
+/// The run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Kafka producer or delivery.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// Offsets or status topic.
+    #[error(transparent)]
+    State(#[from] StateTopicError),
+    /// The Postgres source.
+    #[error(transparent)]
+    Postgres(#[from] postgres::PostgresError),
+    /// The HTTP endpoint could not listen.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How the connector ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped on request.
+    Stopped,
+    /// The source has no more to do (datagen `maxRecords`, `InitialOnly`).
+    Completed,
+}
+
+/// Runs `config` until `shutdown` is cancelled or the source ends.
+pub async fn run(
+    config: &WorkerConfig,
+    settings: &RunSettings,
+    shutdown: CancellationToken,
+) -> Result<Outcome, RunError> {
+    let telemetry = Arc::new(Telemetry::default());
+    if let Some(addr) = settings.http_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        drop(listener); // bound once to report a clear error early
+        let served = Arc::clone(&telemetry);
+        tokio::spawn(async move {
+            if let Err(error) = telemetry::serve(addr, served).await {
+                tracing::error!(%error, "telemetry endpoint stopped");
+            }
+        });
+    }
+    let pipeline_settings = PipelineSettings::default();
+    let producer = delivery::producer(&config.kafka, &pipeline_settings)?;
+    let topics = TopicCreator::new(config.kafka.clone(), config.connector.spec.topic_creation.clone());
+    let pipeline = Pipeline::start(producer, topics, &pipeline_settings, telemetry.delivery.clone());
+    let offsets = StateTopic::new(config.kafka.clone(), &settings.offsets_topic);
+    let status = StateTopic::new(config.kafka.clone(), &settings.status_topic);
+    offsets.ensure().await?;
+    status.ensure().await?;
+    let ctx = RunContext {
+        id: config.id.clone(),
+        formats: config.connector.spec.format.clone(),
+        pipeline: pipeline.clone(),
+        offsets,
+        telemetry: Arc::clone(&telemetry),
+    };
+    let reporter = tokio::spawn(report_status(
+        status.clone(),
+        pipeline.clone(),
+        Arc::clone(&telemetry),
+        config.id.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+
+    let result: Result<Outcome, RunError> = match &config.source {
+        Source::Postgres(pg) => postgres::run(&ctx, pg, shutdown.clone())
+            .await
+            .map(|ending| match ending {
+                postgres::Ending::Stopped => Outcome::Stopped,
+                postgres::Ending::SnapshotCompleted => Outcome::Completed,
+            })
+            .map_err(RunError::from),
+        Source::Datagen(spec) => datagen::run(&ctx, spec, shutdown.clone())
+            .await
+            .map(|sent| {
+                tracing::info!(records = sent, "datagen finished");
+                if shutdown.is_cancelled() {
+                    Outcome::Stopped
+                } else {
+                    Outcome::Completed
+                }
+            })
+            .map_err(RunError::from),
+    };
+    reporter.abort();
+    let (state, last_error) = match &result {
+        Ok(Outcome::Stopped) => ("Stopped", None),
+        Ok(Outcome::Completed) => ("Completed", None),
+        Err(error) => {
+            telemetry.set_failed();
+            telemetry.errors.inc();
+            ("Failed", Some(config.kafka.redact(&error.to_string())))
+        }
+    };
+    let final_status = snapshot_status(&telemetry, settings, state, last_error);
+    if let Err(error) = status.write(pipeline.producer(), &config.id, &final_status).await {
+        tracing::warn!(%error, "could not write the final status");
+    }
+    pipeline.close(Duration::from_secs(10));
+    result
+}
+
+fn snapshot_status(
+    telemetry: &Telemetry,
+    settings: &RunSettings,
+    state: &str,
+    last_error: Option<String>,
+) -> WorkerStatus {
+    let lag_bytes = u64::try_from(telemetry.lag_bytes.get()).ok().filter(|b| *b > 0);
+    WorkerStatus {
+        state: state.to_owned(),
+        worker: settings.worker_name.clone(),
+        records: telemetry.delivery.records.get(),
+        bytes: telemetry.delivery.bytes.get(),
+        lag_bytes,
+        lag_millis: u64::try_from(telemetry.lag_millis.get()).ok(),
+        last_error,
+        updated_at: jiff::Timestamp::now().to_string(),
+    }
+}
+
+async fn report_status(
+    topic: StateTopic,
+    pipeline: Pipeline,
+    telemetry: Arc<Telemetry>,
+    id: String,
+    settings: RunSettings,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(settings.status_interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let status = snapshot_status(&telemetry, &settings, &telemetry.state(), None);
+        if let Err(error) = topic.write(pipeline.producer(), &id, &status).await {
+            tracing::warn!(%error, "could not write status");
+        }
+    }
+}

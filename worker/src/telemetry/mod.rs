@@ -1,0 +1,162 @@
+//! Health, readiness and Prometheus metrics of the worker, served on
+//! `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Liveness fails only when the connector failed for good (so Kubernetes
+//! restarts it); readiness is true once the source is connected and
+//! producing. Metric names follow Prometheus conventions with the
+//! `tributary_worker_` prefix; labels are bounded (no per-key values).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::delivery::DeliveryCounters;
+
+/// The worker's metrics and health flags.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+    /// Records and bytes sent to / acknowledged by Kafka.
+    pub delivery: DeliveryCounters,
+    /// Rows read by snapshots.
+    pub snapshot_rows: Counter,
+    /// Errors (failed deliveries, source errors).
+    pub errors: Counter,
+    /// WAL bytes retained by the replication slot.
+    pub lag_bytes: Gauge,
+    /// Milliseconds between the last transaction's commit and its processing.
+    pub lag_millis: Gauge,
+    ready: AtomicBool,
+    failed: AtomicBool,
+    state: std::sync::Mutex<String>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tributary_worker");
+        let delivery = DeliveryCounters::default();
+        let snapshot_rows = Counter::default();
+        let errors = Counter::default();
+        let lag_bytes = Gauge::default();
+        let lag_millis = Gauge::default();
+        registry.register(
+            "records_acknowledged",
+            "Records Kafka acknowledged",
+            delivery.records.clone(),
+        );
+        registry.register(
+            "bytes_sent",
+            "Key and value bytes handed to Kafka",
+            delivery.bytes.clone(),
+        );
+        registry.register("snapshot_rows", "Rows read by snapshots", snapshot_rows.clone());
+        registry.register("errors", "Errors of the source or of deliveries", errors.clone());
+        registry.register(
+            "source_lag_bytes",
+            "WAL bytes the replication slot retains",
+            lag_bytes.clone(),
+        );
+        registry.register(
+            "source_lag_milliseconds",
+            "Time between the last transaction's commit and its processing",
+            lag_millis.clone(),
+        );
+        Self {
+            registry,
+            delivery,
+            snapshot_rows,
+            errors,
+            lag_bytes,
+            lag_millis,
+            ready: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            state: std::sync::Mutex::new("Starting".to_owned()),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Sets the state name reported in status (`Snapshotting`, `Streaming` …)
+    /// and marks the worker ready.
+    pub fn set_state(&self, state: &str) {
+        if let Ok(mut current) = self.state.lock() {
+            state.clone_into(&mut current);
+        }
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The current state name.
+    pub fn state(&self) -> String {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Marks the worker failed: liveness turns false.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.ready.store(false, Ordering::Relaxed);
+        self.set_state_only("Failed");
+    }
+
+    fn set_state_only(&self, state: &str) {
+        if let Ok(mut current) = self.state.lock() {
+            state.clone_into(&mut current);
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves the endpoints on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(|State(t): State<Arc<Telemetry>>| async move {
+                if t.failed.load(Ordering::Relaxed) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "failed")
+                } else {
+                    (StatusCode::OK, "ok")
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(|State(t): State<Arc<Telemetry>>| async move {
+                if t.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(t): State<Arc<Telemetry>>| async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    t.render(),
+                )
+            }),
+        )
+        .with_state(telemetry);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
