@@ -346,6 +346,14 @@ async fn take_snapshot(
     Ok(())
 }
 
+/// The kind of a row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Insert,
+    Update,
+    Delete,
+}
+
 /// State of the transaction being streamed.
 #[derive(Debug)]
 struct Transaction {
@@ -423,21 +431,33 @@ impl Streamer<'_> {
             }
             EventType::Insert {
                 relation_oid, data, ..
-            } => self.row_change(relation_oid, None, Some(&data), lsn).await?,
+            } => {
+                self.row_change(relation_oid, Change::Insert, None, Some(&data), lsn)
+                    .await?;
+            }
             EventType::Update {
                 relation_oid,
                 old_data,
                 new_data,
                 ..
             } => {
-                self.row_change(relation_oid, old_data.as_ref(), Some(&new_data), lsn)
-                    .await?;
+                self.row_change(
+                    relation_oid,
+                    Change::Update,
+                    old_data.as_ref(),
+                    Some(&new_data),
+                    lsn,
+                )
+                .await?;
             }
             EventType::Delete {
                 relation_oid,
                 old_data,
                 ..
-            } => self.row_change(relation_oid, Some(&old_data), None, lsn).await?,
+            } => {
+                self.row_change(relation_oid, Change::Delete, Some(&old_data), None, lsn)
+                    .await?;
+            }
             EventType::Truncate { tables, .. } => self.truncate(&tables, lsn).await?,
             EventType::Commit {
                 end_lsn,
@@ -469,6 +489,7 @@ impl Streamer<'_> {
     async fn row_change(
         &mut self,
         oid: u32,
+        change: Change,
         before: Option<&RowData>,
         after: Option<&RowData>,
         lsn: u64,
@@ -480,13 +501,16 @@ impl Streamer<'_> {
         let now = crate::now_micros();
         let before = before.map(|old| tuple(&table, old, Datum::Null));
         let after = after.map(|new| tuple(&table, new, Datum::UnchangedToast));
-        let records = match (before, after) {
-            (None, Some(after)) => self.builder.insert(&table, Op::Create, &after, &position, now),
-            (before, Some(after)) => self
-                .builder
-                .update(&table, before.as_deref(), &after, &position, now),
-            (Some(before), None) => self.builder.delete(&table, &before, &position, now),
-            (None, None) => return Ok(()),
+        let records = match (change, before, after) {
+            (Change::Insert, _, Some(after)) => {
+                self.builder.insert(&table, Op::Create, &after, &position, now)
+            }
+            (Change::Update, before, Some(after)) => {
+                self.builder
+                    .update(&table, before.as_deref(), &after, &position, now)
+            }
+            (Change::Delete, Some(before), _) => self.builder.delete(&table, &before, &position, now),
+            _ => return Ok(()),
         }
         .map_err(|source| row_error(&table, source))?;
         self.send(records).await
@@ -730,3 +754,31 @@ async fn housekeeping(
 
 /// How often the retained WAL is measured.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_modes_decide_as_debezium_does() {
+        use SnapshotMode::{Initial, InitialOnly, NoData, WhenNeeded};
+        // (mode, completed, slot exists) → snapshot?
+        assert!(needs_snapshot(Initial, false, false));
+        assert!(
+            needs_snapshot(Initial, false, true),
+            "crash mid-snapshot: redo it"
+        );
+        assert!(
+            !needs_snapshot(Initial, true, false),
+            "initial never repeats a completed snapshot"
+        );
+        assert!(
+            needs_snapshot(WhenNeeded, true, false),
+            "slot lost: WAL is gone, snapshot again"
+        );
+        assert!(!needs_snapshot(WhenNeeded, true, true));
+        assert!(!needs_snapshot(NoData, false, false));
+        assert!(needs_snapshot(InitialOnly, false, true));
+        assert!(!needs_snapshot(InitialOnly, true, true));
+    }
+}

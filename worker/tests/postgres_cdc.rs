@@ -1,0 +1,446 @@
+//! Postgres CDC against a real Postgres 15 (logical replication) and Kafka:
+//! the bike-store schema snapshotted and streamed, as Debezium would write it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Record, Scenario, read_topic};
+
+const WAIT: Duration = Duration::from_mins(1);
+const TRANSACTIONS: i32 = 40;
+const ROWS: i32 = 500;
+
+const BIKE_STORE: &str = "
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text);
+CREATE TABLE products (id serial PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL, tags text[]);
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), status text NOT NULL,
+                     ordered_on date NOT NULL DEFAULT DATE '2024-03-01');
+CREATE TABLE order_items (order_id int REFERENCES orders(id) ON DELETE CASCADE, item_no int,
+                          product_id int REFERENCES products(id), quantity int NOT NULL,
+                          PRIMARY KEY (order_id, item_no));
+INSERT INTO customers (name, email) VALUES ('Ann', 'ann@example.com'), ('Bob', NULL);
+INSERT INTO products (name, price, tags) VALUES ('Trek 520', 1299.99, '{touring,steel}'), ('Helmet', 59.50, NULL);
+INSERT INTO orders (customer_id, status) VALUES (1, 'new');
+INSERT INTO order_items VALUES (1, 1, 1, 1), (1, 2, 2, 2);
+";
+
+async fn records(scenario: &Scenario, table: &str, expected: usize) -> Vec<Record> {
+    let records = read_topic(
+        &scenario.endpoints.kafka_bootstrap,
+        &scenario.topic(table),
+        expected,
+        WAIT,
+    )
+    .await;
+    assert!(
+        records.len() >= expected,
+        "{table}: expected {expected} records, got {}: {records:#?}",
+        records.len()
+    );
+    records
+}
+
+/// The bike store's existing rows as `op: r` records.
+async fn assert_snapshot(scenario: &Scenario) {
+    // Snapshot: one `r` per existing row, keyed by the primary key.
+    let customers = records(scenario, "customers", 2).await;
+    assert!(customers.iter().all(|r| r.op() == Some("r")), "{customers:#?}");
+    assert_eq!(customers[0].key_payload(), &json!({"id": 1}));
+    let ann = customers[0].envelope();
+    assert_eq!(
+        ann["after"],
+        json!({"id": 1, "name": "Ann", "email": "ann@example.com"})
+    );
+    assert_eq!(ann["before"], Value::Null);
+    assert_eq!(ann["source"]["connector"], "postgresql");
+    assert_eq!(ann["source"]["db"], scenario.database);
+    assert_eq!(ann["source"]["schema"], "public");
+    assert_eq!(ann["source"]["table"], "customers");
+    assert_eq!(ann["source"]["name"], scenario.prefix);
+    let items = records(scenario, "order_items", 2).await;
+    assert_eq!(items[1].key_payload(), &json!({"order_id": 1, "item_no": 2}));
+    let products = records(scenario, "products", 2).await;
+    // numeric(10,2) → Connect Decimal: base64 of the unscaled big-endian value (129999).
+    assert_eq!(products[0].envelope()["after"]["price"], "AfvP");
+    assert_eq!(
+        products[0].envelope()["after"]["tags"],
+        json!(["touring", "steel"])
+    );
+    let orders = records(scenario, "orders", 1).await;
+    // date → days since the epoch.
+    assert_eq!(orders[0].envelope()["after"]["ordered_on"], 19783);
+    let markers: BTreeSet<String> = [&customers, &items, &products, &orders]
+        .iter()
+        .flat_map(|records| {
+            records
+                .iter()
+                .map(|r| r.envelope()["source"]["snapshot"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(
+        markers.contains("first") && markers.contains("last"),
+        "{markers:?}"
+    );
+}
+
+/// The changes made after the snapshot, as Debezium writes them.
+async fn assert_streamed_changes(scenario: &Scenario) {
+    let customers = records(scenario, "customers", 4).await;
+    let inserted = &customers[2];
+    assert_eq!(inserted.op(), Some("c"));
+    assert_eq!(inserted.key_payload(), &json!({"id": 3}));
+    assert_eq!(inserted.envelope()["source"]["snapshot"], "false");
+    assert!(inserted.envelope()["source"]["txId"].as_i64().is_some());
+    assert!(inserted.envelope()["source"]["lsn"].as_i64().is_some());
+    let updated = &customers[3];
+    assert_eq!(updated.op(), Some("u"));
+    // REPLICA IDENTITY DEFAULT: no old row image.
+    assert_eq!(updated.envelope()["before"], Value::Null);
+    assert_eq!(updated.envelope()["after"]["email"], "bob@example.com");
+
+    // delete → d + tombstone; key change → d, tombstone, c.
+    let items = records(scenario, "order_items", 7).await;
+    let streamed: Vec<(Option<&str>, Value)> = items[2..]
+        .iter()
+        .map(|r| (r.op(), r.key_payload().clone()))
+        .collect();
+    assert_eq!(
+        streamed,
+        vec![
+            (Some("d"), json!({"order_id": 1, "item_no": 2})),
+            (None, json!({"order_id": 1, "item_no": 2})),
+            (Some("d"), json!({"order_id": 1, "item_no": 1})),
+            (None, json!({"order_id": 1, "item_no": 1})),
+            (Some("c"), json!({"order_id": 1, "item_no": 9})),
+        ]
+    );
+    assert_eq!(
+        items[2].envelope()["before"],
+        json!({"order_id": 1, "item_no": 2, "product_id": null, "quantity": null}),
+        "REPLICA IDENTITY DEFAULT: the key columns only"
+    );
+
+    let products = records(scenario, "products", 3).await;
+    let repriced = products[2].envelope();
+    assert_eq!(repriced["op"], "u");
+    assert_eq!(
+        repriced["before"]["price"], "AfvP",
+        "REPLICA IDENTITY FULL: the whole old row"
+    );
+    assert_eq!(repriced["before"]["name"], "Trek 520");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bike_store_snapshot_then_streamed_changes() {
+    let scenario = Scenario::new("cdc-bikes").await;
+    let db = scenario.db().await;
+    db.batch_execute(BIKE_STORE).await.unwrap();
+    let yaml = scenario.connector_yaml("", "json");
+    let mut worker = scenario.start_worker(&yaml);
+
+    assert_snapshot(&scenario).await;
+
+    // Streaming: insert, update, delete (+ tombstone), key change, REPLICA IDENTITY FULL.
+    db.batch_execute(
+        "INSERT INTO customers (name) VALUES ('Cy');
+         UPDATE customers SET email = 'bob@example.com' WHERE name = 'Bob';
+         DELETE FROM order_items WHERE order_id = 1 AND item_no = 2;
+         UPDATE order_items SET item_no = 9 WHERE order_id = 1 AND item_no = 1;
+         ALTER TABLE products REPLICA IDENTITY FULL;
+         UPDATE products SET price = 1199.00 WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+
+    assert_streamed_changes(&scenario).await;
+
+    // The slot is confirmed past the last change once Kafka has it.
+    let db_lsn: i64 = db
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let confirmed = tributary_testkit::eventually("slot confirmed", WAIT, || async {
+        Ok(scenario
+            .confirmed_flush()
+            .await
+            .filter(|lsn| *lsn >= u64::try_from(db_lsn).unwrap() - 1024))
+    })
+    .await;
+    assert!(confirmed.is_ok(), "{confirmed:?}\n{}", worker.log_text());
+
+    assert!(worker.stop(), "graceful stop:\n{}", worker.log_text());
+    // Restart: nothing is snapshotted or streamed twice after a graceful stop.
+    let mut again = scenario.start_worker(&yaml);
+    db.batch_execute("INSERT INTO customers (name) VALUES ('Dee')")
+        .await
+        .unwrap();
+    let customers = records(&scenario, "customers", 5).await;
+    assert_eq!(customers[4].envelope()["after"]["name"], "Dee", "{customers:#?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = read_topic(
+        &scenario.endpoints.kafka_bootstrap,
+        &scenario.topic("customers"),
+        6,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(all.len(), 5, "no duplicates after a graceful restart: {all:#?}");
+    assert!(again.stop());
+
+    // The explicit cleanup drops slot and publication.
+    let (ok, log) = scenario.worker_command(&["drop-slot", "--publication"], &yaml);
+    assert!(ok, "{log}");
+    assert_eq!(scenario.confirmed_flush().await, None, "slot dropped");
+    let publications: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_publication WHERE pubname = $1",
+            &[&scenario.slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0);
+    scenario.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_streaming_loses_no_change() {
+    let scenario = Scenario::new("cdc-kill").await;
+    let db = scenario.db().await;
+    db.batch_execute("CREATE TABLE events (id int PRIMARY KEY, payload text NOT NULL)")
+        .await
+        .unwrap();
+    let yaml = scenario.connector_yaml("", "json");
+    let mut worker = scenario.start_worker(&yaml);
+    // Make sure the worker streams before the load starts.
+    db.batch_execute("INSERT INTO events VALUES (0, 'warm-up')")
+        .await
+        .unwrap();
+    records(&scenario, "events", 1).await;
+
+    let writer = {
+        let db = scenario.db().await;
+        tokio::spawn(async move {
+            for t in 0..TRANSACTIONS {
+                let first = t * ROWS + 1;
+                db.batch_execute(&format!(
+                    "INSERT INTO events SELECT g, repeat('x', 100) FROM generate_series({first}, {}) g",
+                    first + ROWS - 1
+                ))
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    // Kill mid-stream, then restart while the writer continues.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    worker.kill9();
+    let mut restarted = scenario.start_worker(&yaml);
+    writer.await.unwrap();
+
+    let total = usize::try_from(TRANSACTIONS * ROWS).unwrap() + 1;
+    // Duplicates are allowed (the unconfirmed window is replayed), gaps are not:
+    // re-read until every id is there or the time is up.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (records, missing) = loop {
+        let records =
+            support::read_to_end(&scenario.endpoints.kafka_bootstrap, &scenario.topic("events")).await;
+        let ids: BTreeSet<i64> = records
+            .iter()
+            .map(|r| r.key_payload()["id"].as_i64().unwrap())
+            .collect();
+        let missing: Vec<i64> = (0..i64::try_from(total).unwrap())
+            .filter(|id| !ids.contains(id))
+            .take(10)
+            .collect();
+        if missing.is_empty() || tokio::time::Instant::now() > deadline {
+            break (records, missing);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(
+        missing.is_empty(),
+        "changes lost after kill -9 (first missing ids {missing:?}); {} records read\n{}",
+        records.len(),
+        restarted.log_text()
+    );
+    assert!(restarted.running(), "{}", restarted.log_text());
+    restarted.kill9();
+    scenario.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_table_while_streaming_changes_the_schema_of_later_events() {
+    let scenario = Scenario::new("cdc-alter").await;
+    let db = scenario.db().await;
+    db.batch_execute("CREATE TABLE ratings (id int PRIMARY KEY, rating int NOT NULL, comment text)")
+        .await
+        .unwrap();
+    let mut worker = scenario.start_worker(&scenario.connector_yaml("", "json-with-schema"));
+    db.batch_execute("INSERT INTO ratings VALUES (1, 5, 'great')")
+        .await
+        .unwrap();
+    records(&scenario, "ratings", 1).await;
+
+    db.batch_execute(
+        "ALTER TABLE ratings ADD COLUMN region text;
+         INSERT INTO ratings VALUES (2, 2, 'meh', 'north');
+         ALTER TABLE ratings DROP COLUMN comment;
+         INSERT INTO ratings VALUES (3, 4, 'south');",
+    )
+    .await
+    .unwrap();
+    let ratings = records(&scenario, "ratings", 3).await;
+    let fields = |record: &Record| -> Vec<String> {
+        let value = record.value.as_ref().unwrap();
+        let after = value["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == "after")
+            .unwrap()
+            .clone();
+        after["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(fields(&ratings[0]), ["id", "rating", "comment"]);
+    assert_eq!(fields(&ratings[1]), ["id", "rating", "comment", "region"]);
+    assert_eq!(ratings[1].envelope()["after"]["region"], "north");
+    assert_eq!(fields(&ratings[2]), ["id", "rating", "region"]);
+    assert_eq!(
+        ratings[2].envelope()["after"],
+        json!({"id": 3, "rating": 4, "region": "south"})
+    );
+    assert_eq!(
+        ratings[2].value.as_ref().unwrap()["schema"]["name"],
+        format!("{}.public.ratings.Envelope", scenario.prefix)
+    );
+    assert!(worker.running(), "{}", worker.log_text());
+    worker.kill9();
+    scenario.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_advance_the_slot_of_an_idle_database() {
+    let scenario = Scenario::new("cdc-idle").await;
+    let db = scenario.db().await;
+    db.batch_execute("CREATE TABLE quiet (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut worker =
+        scenario.start_worker(&scenario.connector_yaml("      heartbeatIntervalSeconds: 1\n", "json"));
+    db.batch_execute("INSERT INTO quiet VALUES (1)").await.unwrap();
+    records(&scenario, "quiet", 1).await;
+
+    // WAL written elsewhere (another database) while the captured tables stay idle.
+    let other = support::connect(&scenario.endpoints.postgres).await;
+    let table = format!("busy_{}", scenario.database);
+    other
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (n int); INSERT INTO {table} SELECT generate_series(1, 20000); DROP TABLE {table};"
+        ))
+        .await
+        .unwrap();
+    let written: i64 = other
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let written = u64::try_from(written).unwrap();
+    let advanced = tributary_testkit::eventually("slot past the other database's WAL", WAIT, || async {
+        Ok(scenario.confirmed_flush().await.filter(|lsn| *lsn >= written))
+    })
+    .await;
+    assert!(advanced.is_ok(), "{advanced:?}\n{}", worker.log_text());
+    let heartbeats = read_topic(
+        &scenario.endpoints.kafka_bootstrap,
+        &format!("__debezium-heartbeat.{}", scenario.prefix),
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        heartbeats[0].key_payload(),
+        &json!({"serverName": scenario.prefix})
+    );
+    assert!(heartbeats[0].envelope()["ts_ms"].as_i64().unwrap() > 0);
+    worker.kill9();
+    scenario.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_modes_initial_only_and_no_data() {
+    let scenario = Scenario::new("cdc-modes").await;
+    let db = scenario.db().await;
+    db.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 3);",
+    )
+    .await
+    .unwrap();
+
+    // initial_only: snapshot, exit 0, leave no slot behind.
+    let mut only =
+        scenario.start_worker(&scenario.connector_yaml("      snapshotMode: InitialOnly\n", "json"));
+    assert!(only.wait(WAIT), "{}", only.log_text());
+    let items = records(&scenario, "items", 3).await;
+    assert!(items.iter().all(|r| r.op() == Some("r")));
+    assert_eq!(
+        scenario.confirmed_flush().await,
+        None,
+        "InitialOnly creates no slot"
+    );
+
+    // no_data: stream only what changes after the slot exists.
+    let no_data = scenario.connector_yaml("      snapshotMode: NoData\n", "json");
+    let mut worker = scenario.start_worker(&no_data);
+    tributary_testkit::eventually("slot created", WAIT, || async {
+        Ok(scenario.confirmed_flush().await)
+    })
+    .await
+    .unwrap();
+    db.batch_execute("INSERT INTO items VALUES (4)").await.unwrap();
+    let items = records(&scenario, "items", 4).await;
+    assert_eq!(items[3].op(), Some("c"));
+    assert_eq!(items[3].key_payload(), &json!({"id": 4}));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = read_topic(
+        &scenario.endpoints.kafka_bootstrap,
+        &scenario.topic("items"),
+        5,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(all.len(), 4, "NoData reads no existing row: {all:#?}");
+    worker.kill9();
+    scenario.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_fails_fast_naming_the_field() {
+    let scenario = Scenario::new("cdc-bad").await;
+    let yaml = scenario.connector_yaml("      tableIncludeList: ['public.(']\n", "json");
+    let (ok, log) = scenario.worker_command(&["validate"], &yaml);
+    assert!(!ok);
+    assert!(
+        log.contains("spec.source.postgres.tableIncludeList[0]: not a regular expression"),
+        "{log}"
+    );
+    let missing_secret =
+        scenario.connector_yaml("      password: {name: pg-secret, key: password}\n", "json");
+    let (ok, log) = scenario.worker_command(&["validate"], &missing_secret);
+    assert!(!ok);
+    assert!(log.contains("spec.source.postgres.password"), "{log}");
+    assert!(log.contains("TRIBUTARY_SECRET_PG_SECRET_PASSWORD"), "{log}");
+    scenario.cleanup().await;
+}

@@ -1,0 +1,340 @@
+//! Helpers for the worker's integration tests: a throwaway database, the
+//! worker binary as a real process (so it can be killed with SIGKILL), and
+//! reading topics back from Kafka.
+
+// Test helpers fail loudly, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio_postgres::{Client, NoTls};
+use tributary_testkit::{Endpoints, unique_name};
+
+/// One record read back: key and value as JSON (`None`: null / tombstone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: Option<Value>,
+    pub value: Option<Value>,
+}
+
+impl Record {
+    /// `payload.op` or `op` of the value (`None` for a tombstone).
+    pub fn op(&self) -> Option<&str> {
+        let value = self.value.as_ref()?;
+        value
+            .get("payload")
+            .unwrap_or(value)
+            .get("op")
+            .and_then(Value::as_str)
+    }
+
+    /// The envelope (without a Connect schema wrapper).
+    pub fn envelope(&self) -> &Value {
+        let value = self.value.as_ref().expect("not a tombstone");
+        value.get("payload").unwrap_or(value)
+    }
+
+    /// The key payload.
+    pub fn key_payload(&self) -> &Value {
+        let key = self.key.as_ref().expect("record has a key");
+        key.get("payload").unwrap_or(key)
+    }
+}
+
+/// A database of its own, plus names no other test uses.
+pub struct Scenario {
+    pub endpoints: Endpoints,
+    pub database: String,
+    /// Slot and publication name.
+    pub slot: String,
+    /// Topic prefix.
+    pub prefix: String,
+    pub offsets_topic: String,
+    pub status_topic: String,
+    pub dir: PathBuf,
+}
+
+impl Scenario {
+    pub async fn new(name: &str) -> Self {
+        let endpoints = Endpoints::from_env();
+        let id = unique_name(name).replace('-', "_");
+        let admin = connect(&endpoints.postgres).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {id}"))
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {} unusable: {e}", endpoints.postgres));
+        let dir = std::env::temp_dir().join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            database: id.clone(),
+            slot: id.clone(),
+            prefix: id.replace('_', "-"),
+            offsets_topic: format!("{}-offsets", id.replace('_', "-")),
+            status_topic: format!("{}-status", id.replace('_', "-")),
+            dir,
+            endpoints,
+        }
+    }
+
+    /// A session on the scenario's database.
+    pub async fn db(&self) -> Client {
+        connect(&format!(
+            "{} dbname={}",
+            base_url(&self.endpoints.postgres),
+            self.database
+        ))
+        .await
+    }
+
+    /// A Connector manifest for this scenario's database, with extra
+    /// `postgres:` fields (indented six spaces) and a format.
+    pub fn connector_yaml(&self, postgres_extra: &str, format: &str) -> String {
+        let (host, port) = host_port(&self.endpoints.postgres);
+        format!(
+            "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {db}\nspec:\n  source:\n    postgres:\n      host: {host}\n      port: {port}\n      database: {db}\n      user: postgres\n      topicPrefix: {prefix}\n      slotName: {slot}\n      publicationName: {slot}\n{postgres_extra}  format:\n    key: {format}\n    value: {format}\n",
+            db = self.database,
+            prefix = self.prefix,
+            slot = self.slot,
+        )
+    }
+
+    /// Starts the worker on `yaml`.
+    pub fn start_worker(&self, yaml: &str) -> Worker {
+        let config = self.dir.join("connector.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log_path = self.dir.join(format!("worker-{}.log", unique_name("run")));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
+            .args(["run", "-f"])
+            .arg(&config)
+            .args(["--bootstrap-servers", &self.endpoints.kafka_bootstrap])
+            .args(["--offsets-topic", &self.offsets_topic])
+            .args(["--status-topic", &self.status_topic])
+            .args(["--http-addr", "off", "--status-interval-seconds", "1"])
+            .env("RUST_LOG", "info,pg_walstream=warn,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, log: log_path }
+    }
+
+    /// Runs a worker subcommand to completion; returns (success, log).
+    pub fn worker_command(&self, args: &[&str], yaml: &str) -> (bool, String) {
+        let config = self.dir.join("command.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
+            .args(args)
+            .arg("-f")
+            .arg(&config)
+            .args(["--bootstrap-servers", &self.endpoints.kafka_bootstrap])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// The topic of `table` in schema `public`.
+    pub fn topic(&self, table: &str) -> String {
+        format!("{}.public.{table}", self.prefix)
+    }
+
+    /// `confirmed_flush_lsn` of the scenario's slot, as a number.
+    pub async fn confirmed_flush(&self) -> Option<u64> {
+        let db = self.db().await;
+        let row = db
+            .query_opt(
+                "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await
+            .unwrap();
+        row.and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|v| u64::try_from(v).unwrap())
+    }
+
+    /// Drops the slot, publication and database.
+    pub async fn cleanup(&self) {
+        let admin = connect(&self.endpoints.postgres).await;
+        let _ = admin
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await;
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
+            .await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running worker process.
+pub struct Worker {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// SIGKILL: no chance to flush or confirm anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns its success.
+    pub fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait(Duration::from_secs(30))
+    }
+
+    /// Waits for the process to exit by itself; returns its success.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres at {url} unreachable: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+fn base_url(url: &str) -> String {
+    url.split_whitespace()
+        .filter(|part| !part.starts_with("dbname="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn host_port(url: &str) -> (String, String) {
+    let get = |key: &str| {
+        url.split_whitespace()
+            .find_map(|p| p.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (get("host"), get("port"))
+}
+
+/// Reads `topic` from the beginning until at least `expected` records
+/// arrived or `timeout` passed; returns what it read.
+pub async fn read_topic(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &topic, expected, timeout))
+        .await
+        .unwrap()
+}
+
+fn read_topic_blocking(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("worker-test"))
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    // The worker creates the topic; wait for it to appear.
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .unwrap();
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(rdkafka::metadata::MetadataPartition::id)
+            })
+            .collect();
+        if !partitions.is_empty() {
+            break partitions;
+        }
+        if Instant::now() > deadline {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    while records.len() < expected && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            let parse = |bytes: Option<&[u8]>| bytes.map(|b| serde_json::from_slice(b).unwrap());
+            records.push(Record {
+                key: parse(message.key()),
+                value: parse(message.payload()),
+            });
+        }
+    }
+    records
+}
+
+/// Everything in partition 0 of `topic` up to its current end.
+pub async fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("worker-test"))
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    read_topic(
+        bootstrap,
+        topic,
+        usize::try_from(high).unwrap(),
+        Duration::from_mins(1),
+    )
+    .await
+}
