@@ -288,6 +288,9 @@ pub enum Format {
     /// JSON with the Kafka Connect envelope `{"schema": …, "payload": …}`.
     #[default]
     JsonWithSchema,
+    /// Avro in the Confluent wire format; schemas are registered in the
+    /// KafkaCluster's schema registry under `<topic>-key` / `<topic>-value`.
+    Avro,
 }
 
 /// Observed state of a `Connector`.

@@ -44,6 +44,9 @@ struct ConfigArgs {
     /// Plaintext Kafka brokers, when no KafkaCluster manifest is given.
     #[arg(long, env = "TRIBUTARY_BOOTSTRAP_SERVERS")]
     bootstrap_servers: Option<String>,
+    /// Confluent-compatible schema registry, when no KafkaCluster manifest names one.
+    #[arg(long, env = "TRIBUTARY_SCHEMA_REGISTRY_URL")]
+    schema_registry_url: Option<String>,
     /// Directory with secret values as `<secret name>/<key>` files (checked after
     /// the `TRIBUTARY_SECRET_<NAME>_<KEY>` environment variables).
     #[arg(long, env = "TRIBUTARY_SECRETS_DIR")]
@@ -55,6 +58,7 @@ impl ConfigArgs {
         Ok(config::load(&LoadOptions {
             files: self.files.clone(),
             bootstrap_servers: self.bootstrap_servers.clone(),
+            schema_registry_url: self.schema_registry_url.clone(),
             secrets: SecretResolver {
                 dir: self.secrets_dir.clone(),
             },

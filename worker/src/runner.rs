@@ -9,6 +9,7 @@ use pg_walstream::CancellationToken;
 
 use crate::config::{Source, WorkerConfig};
 use crate::delivery::{self, DeliveryError, Pipeline, PipelineSettings, TopicCreator};
+use crate::format::Serializers;
 use crate::source::{RunContext, datagen, postgres};
 use crate::state_topic::{StateTopic, StateTopicError, WorkerStatus};
 use crate::telemetry::{self, Telemetry};
@@ -37,6 +38,9 @@ pub enum RunError {
     /// Offsets or status topic.
     #[error(transparent)]
     State(#[from] StateTopicError),
+    /// The datagen source.
+    #[error(transparent)]
+    Datagen(#[from] datagen::DatagenError),
     /// The Postgres source.
     #[error(transparent)]
     Postgres(#[from] postgres::PostgresError),
@@ -89,7 +93,7 @@ pub async fn run(
     status.ensure().await?;
     let ctx = RunContext {
         id: config.id.clone(),
-        formats: config.connector.spec.format.clone(),
+        serializers: Serializers::new(&config.connector.spec.format, config.registry.as_ref()),
         pipeline: pipeline.clone(),
         offsets,
         telemetry: Arc::clone(&telemetry),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Record, Scenario, read_topic};
+use tributary_registry::RegistryClient;
 
 const WAIT: Duration = Duration::from_mins(1);
 const TRANSACTIONS: i32 = 40;
@@ -442,5 +443,101 @@ async fn a_bad_config_fails_fast_naming_the_field() {
     assert!(!ok);
     assert!(log.contains("spec.source.postgres.password"), "{log}");
     assert!(log.contains("TRIBUTARY_SECRET_PG_SECRET_PASSWORD"), "{log}");
+    scenario.cleanup().await;
+}
+
+/// Decodes a Confluent wire-format record with the schema the registry holds for its id.
+async fn decode_avro(registry: &RegistryClient, bytes: &[u8]) -> apache_avro::types::Value {
+    assert_eq!(bytes[0], 0, "magic byte");
+    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+    let definition = registry.schema_by_id(i64::from(id)).await.unwrap();
+    let schema = apache_avro::Schema::parse_str(&definition.schema).unwrap();
+    apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut &bytes[5..])
+        .unwrap()
+}
+
+fn field<'a>(record: &'a apache_avro::types::Value, name: &str) -> &'a apache_avro::types::Value {
+    use apache_avro::types::Value as Avro;
+    let Avro::Record(fields) = record else {
+        panic!("not a record: {record:?}")
+    };
+    let value = &fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .1;
+    match value {
+        Avro::Union(_, inner) => inner,
+        other => other,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_records_carry_registered_schema_ids() {
+    use apache_avro::types::Value as Avro;
+    let scenario = Scenario::new("cdc-avro").await;
+    let db = scenario.db().await;
+    db.batch_execute(
+        "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), tags text[]);
+         INSERT INTO products VALUES (1, 'Trek 520', 1299.99, '{touring}');",
+    )
+    .await
+    .unwrap();
+    let mut worker = scenario.start_worker(&scenario.connector_yaml("", "avro"));
+    // The snapshot first, so the update is streamed rather than snapshotted.
+    support::read_raw(
+        &scenario.endpoints.kafka_bootstrap,
+        &scenario.topic("products"),
+        1,
+    )
+    .await;
+    db.batch_execute("UPDATE products SET price = 1199.00 WHERE id = 1")
+        .await
+        .unwrap();
+    let raw = support::read_raw(
+        &scenario.endpoints.kafka_bootstrap,
+        &scenario.topic("products"),
+        2,
+    )
+    .await;
+    let registry = RegistryClient::new(
+        &scenario.endpoints.registry_url,
+        None,
+        None,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+
+    let key = decode_avro(&registry, raw[0].0.as_ref().unwrap()).await;
+    assert_eq!(key, Avro::Record(vec![("id".into(), Avro::Int(1))]));
+    let read = decode_avro(&registry, raw[0].1.as_ref().unwrap()).await;
+    assert_eq!(field(&read, "op"), &Avro::String("r".into()));
+    let after = field(&read, "after");
+    assert_eq!(field(after, "name"), &Avro::String("Trek 520".into()));
+    assert_eq!(
+        field(after, "price"),
+        &Avro::Decimal(apache_avro::Decimal::from(vec![0x01, 0xfb, 0xcf]))
+    );
+    assert_eq!(
+        field(after, "tags"),
+        &Avro::Array(vec![Avro::Union(1, Box::new(Avro::String("touring".into())))])
+    );
+    let updated = decode_avro(&registry, raw[1].1.as_ref().unwrap()).await;
+    assert_eq!(field(&updated, "op"), &Avro::String("u".into()));
+    assert_eq!(
+        field(field(&updated, "source"), "table"),
+        &Avro::String("products".into())
+    );
+
+    // Subjects follow the topic name strategy.
+    let subjects = registry.subjects().await.unwrap();
+    let topic = scenario.topic("products");
+    assert!(subjects.contains(&format!("{topic}-key")), "{subjects:?}");
+    assert!(subjects.contains(&format!("{topic}-value")), "{subjects:?}");
+    assert!(worker.running(), "{}", worker.log_text());
+    worker.kill9();
     scenario.cleanup().await;
 }

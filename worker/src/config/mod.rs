@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde::Deserialize;
-use tributary_api::connector::{DatagenSource, PostgresSource};
+use tributary_api::connector::{DatagenSource, Format, PostgresSource};
 use tributary_api::{Connector, KafkaCluster};
 use tributary_kafka::KafkaConnection;
+use tributary_registry::{RegistryAuth, RegistryClient};
 
 pub use self::secrets::{SecretError, SecretResolver};
 
@@ -36,6 +37,8 @@ pub struct WorkerConfig {
     pub source: Source,
     /// How to reach Kafka (secrets resolved).
     pub kafka: KafkaConnection,
+    /// The schema registry, when one is configured.
+    pub registry: Option<RegistryClient>,
 }
 
 /// The connector's source, validated.
@@ -173,6 +176,8 @@ pub struct LoadOptions {
     pub files: Vec<PathBuf>,
     /// Plaintext brokers to use when no KafkaCluster document is given.
     pub bootstrap_servers: Option<String>,
+    /// Schema registry URL to use when no KafkaCluster document names one.
+    pub schema_registry_url: Option<String>,
     /// How secret references resolve.
     pub secrets: SecretResolver,
 }
@@ -205,7 +210,9 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
         }
     };
     let source = validate(&connector, &options.secrets)?;
-    let kafka = kafka_connection(&connector, &clusters, options)?;
+    let cluster = chosen_cluster(&connector, &clusters);
+    let kafka = kafka_connection(&connector, cluster, &clusters, options)?;
+    let registry = registry(&connector, cluster, options)?;
     let id = match connector.metadata.namespace.as_deref() {
         Some(namespace) => format!("{namespace}/{}", connector_name(&connector)),
         None => connector_name(&connector).to_owned(),
@@ -215,6 +222,7 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
         connector,
         source,
         kafka,
+        registry,
     })
 }
 
@@ -333,17 +341,83 @@ pub fn validate(connector: &Connector, secrets: &SecretResolver) -> Result<Sourc
     }
 }
 
+/// The KafkaCluster the connector refers to (or the only one given).
+fn chosen_cluster<'a>(connector: &Connector, clusters: &'a [KafkaCluster]) -> Option<&'a KafkaCluster> {
+    match connector.spec.cluster_ref.as_ref().map(|r| r.name.as_str()) {
+        Some(name) => clusters.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
+        None if clusters.len() == 1 => clusters.first(),
+        None => None,
+    }
+}
+
+/// The schema registry client: the cluster's `schemaRegistry`, else
+/// `--schema-registry-url`; required when a format is Avro.
+fn registry(
+    connector: &Connector,
+    cluster: Option<&KafkaCluster>,
+    options: &LoadOptions,
+) -> Result<Option<RegistryClient>, ConfigError> {
+    let timeout = std::time::Duration::from_secs(30);
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: field.to_owned(),
+        message,
+    };
+    let client = match (
+        cluster.and_then(|c| c.spec.schema_registry.as_ref()),
+        &options.schema_registry_url,
+    ) {
+        (Some(spec), _) => {
+            let auth = spec
+                .basic_auth
+                .as_ref()
+                .map(|basic| -> Result<RegistryAuth, ConfigError> {
+                    Ok(RegistryAuth {
+                        username: basic.username.clone(),
+                        password: options.secrets.resolve(
+                            "KafkaCluster spec.schemaRegistry.basicAuth.passwordSecretRef",
+                            &basic.password_secret_ref,
+                        )?,
+                    })
+                })
+                .transpose()?;
+            let ca = spec
+                .ca_secret_ref
+                .as_ref()
+                .map(|r| {
+                    options
+                        .secrets
+                        .resolve("KafkaCluster spec.schemaRegistry.caSecretRef", r)
+                })
+                .transpose()?;
+            Some(
+                RegistryClient::new(&spec.url, auth, ca.as_deref(), timeout)
+                    .map_err(|e| invalid("KafkaCluster spec.schemaRegistry", e.to_string()))?,
+            )
+        }
+        (None, Some(url)) => Some(
+            RegistryClient::new(url, None, None, timeout)
+                .map_err(|e| invalid("--schema-registry-url", e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
+    let avro = [connector.spec.format.key, connector.spec.format.value].contains(&Format::Avro);
+    if avro && client.is_none() {
+        return Err(invalid(
+            "spec.format",
+            "avro needs a schema registry: set spec.schemaRegistry on the KafkaCluster or pass --schema-registry-url"
+                .to_owned(),
+        ));
+    }
+    Ok(client)
+}
+
 fn kafka_connection(
     connector: &Connector,
+    cluster: Option<&KafkaCluster>,
     clusters: &[KafkaCluster],
     options: &LoadOptions,
 ) -> Result<KafkaConnection, ConfigError> {
     let wanted = connector.spec.cluster_ref.as_ref().map(|r| r.name.as_str());
-    let cluster = match wanted {
-        Some(name) => clusters.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
-        None if clusters.len() == 1 => clusters.first(),
-        None => None,
-    };
     match (cluster, &options.bootstrap_servers) {
         (Some(cluster), _) => {
             let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -411,12 +485,15 @@ spec:
             ..LoadOptions::default()
         };
         let source = validate(&connector, &options.secrets)?;
-        let kafka = kafka_connection(&connector, &clusters, &options)?;
+        let cluster = chosen_cluster(&connector, &clusters);
+        let kafka = kafka_connection(&connector, cluster, &clusters, &options)?;
+        let registry = registry(&connector, cluster, &options)?;
         Ok(WorkerConfig {
             id: String::new(),
             connector,
             source,
             kafka,
+            registry,
         })
     }
 
@@ -445,6 +522,19 @@ spec:
         );
         let config = load_text(CONNECTOR, Some("127.0.0.1:19092")).unwrap();
         assert_eq!(config.kafka.bootstrap_servers(), "127.0.0.1:19092");
+    }
+
+    #[test]
+    fn avro_needs_a_registry() {
+        let text = format!("{CONNECTOR}  format: {{key: json, value: avro}}\n");
+        let message = load_text(&text, Some("k:1")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.format: avro needs a schema registry"),
+            "{message}"
+        );
+        let with_registry = format!("{text}---\n{CLUSTER}  schemaRegistry:\n    url: http://registry:8081\n");
+        let config = load_text(&with_registry, None).unwrap();
+        assert_eq!(config.registry.unwrap().base_url(), "http://registry:8081/");
     }
 
     #[test]

@@ -5,9 +5,8 @@ pub mod postgres;
 
 use std::sync::Arc;
 
-use tributary_api::connector::FormatSpec;
-
 use crate::delivery::Pipeline;
+use crate::format::Serializers;
 use crate::state_topic::StateTopic;
 use crate::telemetry::Telemetry;
 
@@ -16,8 +15,8 @@ use crate::telemetry::Telemetry;
 pub struct RunContext {
     /// The connector's key in the offsets and status topics.
     pub id: String,
-    /// Key and value formats.
-    pub formats: FormatSpec,
+    /// Key and value serializers (formats, registry).
+    pub serializers: Serializers,
     /// Records to Kafka, with ordered acknowledgements.
     pub pipeline: Pipeline,
     /// The offsets topic.

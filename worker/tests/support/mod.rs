@@ -117,6 +117,7 @@ impl Scenario {
             .args(["--bootstrap-servers", &self.endpoints.kafka_bootstrap])
             .args(["--offsets-topic", &self.offsets_topic])
             .args(["--status-topic", &self.status_topic])
+            .args(["--schema-registry-url", &self.endpoints.registry_url])
             .args(["--http-addr", "off", "--status-interval-seconds", "1"])
             .env("RUST_LOG", "info,pg_walstream=warn,librdkafka=warn")
             .stdout(Stdio::null())
@@ -318,6 +319,53 @@ fn read_topic_blocking(bootstrap: &str, topic: &str, expected: usize, timeout: D
         }
     }
     records
+}
+
+/// Raw key and value bytes of the first `expected` records of `topic`.
+pub async fn read_raw(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique_name("worker-test"))
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_mins(1);
+        while consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+            .map_or(true, |(_, high)| usize::try_from(high).unwrap() < expected)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: fewer than {expected} records"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut out = Vec::new();
+        while out.len() < expected {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.unwrap();
+                out.push((
+                    message.key().map(<[u8]>::to_vec),
+                    message.payload().map(<[u8]>::to_vec),
+                ));
+            }
+            assert!(Instant::now() < deadline, "{topic}: timed out reading");
+        }
+        out
+    })
+    .await
+    .unwrap()
 }
 
 /// Everything in partition 0 of `topic` up to its current end.

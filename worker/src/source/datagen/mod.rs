@@ -16,7 +16,18 @@ use tributary_api::connector::{DatagenSource, Dataset};
 
 use super::RunContext;
 use crate::delivery::{DeliveryError, OutRecord};
-use crate::format::{SchemaText, encode};
+use crate::format::{FormatError, encode};
+
+/// The datagen source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatagenError {
+    /// Kafka did not take the records.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// Serialising failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
 
 /// Regions ratings come from.
 pub const REGIONS: [&str; 6] = ["north", "south", "east", "west", "central", "islands"];
@@ -65,7 +76,7 @@ pub fn generate(
     }
 }
 
-fn schemas(dataset: Dataset) -> (SchemaText, SchemaText) {
+fn schemas(dataset: Dataset) -> (Value, Value) {
     let field = |name: &str, type_: &str| json!({"field": name, "type": type_, "optional": false});
     let (id, fields) = match dataset {
         Dataset::Ratings => (
@@ -92,9 +103,13 @@ fn schemas(dataset: Dataset) -> (SchemaText, SchemaText) {
             ],
         ),
     };
+    let name = match dataset {
+        Dataset::Ratings => "tributary.datagen.Rating",
+        Dataset::Orders => "tributary.datagen.Order",
+    };
     (
-        SchemaText::new(&json!({"type": "struct", "optional": false, "fields": [field(id, "int64")]})),
-        SchemaText::new(&json!({"type": "struct", "optional": false, "fields": fields})),
+        json!({"type": "struct", "optional": false, "name": format!("{name}Key"), "fields": [field(id, "int64")]}),
+        json!({"type": "struct", "optional": false, "name": name, "fields": fields}),
     )
 }
 
@@ -103,10 +118,14 @@ pub async fn run(
     ctx: &RunContext,
     spec: &DatagenSource,
     shutdown: CancellationToken,
-) -> Result<u64, DeliveryError> {
+) -> Result<u64, DatagenError> {
     ctx.telemetry.set_state("Generating");
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let (key_schema, value_schema) = schemas(spec.dataset);
+    let (key_schema, value_schema) = ctx
+        .serializers
+        .prepare(&spec.topic, &key_schema, &value_schema)
+        .await?;
     // Rate limiting in slices of 10 ms keeps bursts small at any rate.
     let slice = Duration::from_millis(10);
     let per_slice = spec.records_per_second.map(|r| (f64::from(r) / 100.0).max(0.0));
@@ -135,8 +154,8 @@ pub async fn run(
             ctx.pipeline
                 .send(OutRecord {
                     topic: spec.topic.clone(),
-                    key: Some(encode(ctx.formats.key, &key_schema, &key)),
-                    value: Some(encode(ctx.formats.value, &value_schema, &value)),
+                    key: Some(encode(&key_schema, &key)?),
+                    value: Some(encode(&value_schema, &value)?),
                 })
                 .await?;
             sent += 1;

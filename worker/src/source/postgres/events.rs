@@ -14,13 +14,24 @@
 //! | truncate | `t` with a null key |
 
 use serde_json::{Map, Value, json};
-use tributary_api::connector::{Format, FormatSpec};
+use tokio::sync::OnceCell;
 
 use crate::debezium::envelope::{Envelope, Op, SnapshotMarker, Source, TransactionBlock};
 use crate::debezium::row::{self, Column, Datum, RowError};
 use crate::debezium::schema::{envelope_schema, key_schema};
 use crate::delivery::OutRecord;
-use crate::format::{SchemaText, encode};
+use crate::format::{FormatError, PreparedSchema, Serializers, encode};
+
+/// A record could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// A column value does not fit the table's columns.
+    #[error(transparent)]
+    Row(#[from] RowError),
+    /// Serialising failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
 
 /// A captured table.
 #[derive(Clone, Debug)]
@@ -33,21 +44,36 @@ pub struct TableInfo {
     pub columns: Vec<Column>,
     /// `<prefix>.<schema>.<table>`.
     pub topic: String,
-    key_schema: SchemaText,
-    value_schema: SchemaText,
+    key_schema: PreparedSchema,
+    value_schema: PreparedSchema,
 }
 
 impl TableInfo {
-    /// Table metadata with its Connect schemas rendered for `prefix`.
-    pub fn new(prefix: &str, schema: &str, table: &str, columns: Vec<Column>) -> Self {
-        Self {
-            key_schema: SchemaText::new(&key_schema(prefix, schema, table, &columns)),
-            value_schema: SchemaText::new(&envelope_schema(prefix, schema, table, &columns)),
-            topic: format!("{prefix}.{schema}.{table}"),
+    /// Table metadata with its key and envelope schemas prepared (for Avro:
+    /// registered) for `prefix`.
+    pub async fn prepare(
+        serializers: &Serializers,
+        prefix: &str,
+        schema: &str,
+        table: &str,
+        columns: Vec<Column>,
+    ) -> Result<Self, FormatError> {
+        let topic = format!("{prefix}.{schema}.{table}");
+        let (key_schema, value_schema) = serializers
+            .prepare(
+                &topic,
+                &key_schema(prefix, schema, table, &columns),
+                &envelope_schema(prefix, schema, table, &columns),
+            )
+            .await?;
+        Ok(Self {
+            key_schema,
+            value_schema,
+            topic,
             schema: schema.to_owned(),
             table: table.to_owned(),
             columns,
-        }
+        })
     }
 
     /// True when the table has a primary key (else records have a null key).
@@ -74,20 +100,33 @@ pub struct Position {
 }
 
 /// Builds records for one connector.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct EventBuilder {
     /// Topic prefix (`source.name`).
     pub prefix: String,
     /// Database name (`source.db`).
     pub database: String,
-    /// Key and value formats.
-    pub formats: FormatSpec,
+    /// Key and value serializers.
+    pub serializers: Serializers,
+    heartbeat_schemas: OnceCell<(PreparedSchema, PreparedSchema)>,
+    transaction_schemas: OnceCell<(PreparedSchema, PreparedSchema)>,
 }
 
 /// One side of a change: values by column position.
 pub type Tuple<'a> = [Datum<'a>];
 
 impl EventBuilder {
+    /// A builder for the connector with topic prefix `prefix`.
+    pub fn new(prefix: &str, database: &str, serializers: Serializers) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            database: database.to_owned(),
+            serializers,
+            heartbeat_schemas: OnceCell::new(),
+            transaction_schemas: OnceCell::new(),
+        }
+    }
+
     /// Records for an insert (`Op::Create`) or a snapshot read (`Op::Read`).
     pub fn insert(
         &self,
@@ -96,7 +135,7 @@ impl EventBuilder {
         after: &Tuple<'_>,
         position: &Position,
         now_micros: i64,
-    ) -> Result<Vec<OutRecord>, RowError> {
+    ) -> Result<Vec<OutRecord>, EventError> {
         let key = Self::key(table, after)?;
         let after = row::row_image(&table.columns, after)?;
         Ok(vec![self.record(
@@ -107,7 +146,7 @@ impl EventBuilder {
             op,
             position,
             now_micros,
-        )])
+        )?])
     }
 
     /// Records for an update. `before` is the old row when Postgres sent one
@@ -119,7 +158,7 @@ impl EventBuilder {
         after: &Tuple<'_>,
         position: &Position,
         now_micros: i64,
-    ) -> Result<Vec<OutRecord>, RowError> {
+    ) -> Result<Vec<OutRecord>, EventError> {
         let new_key = Self::key(table, after)?;
         let old_key = before.map(|b| Self::key(table, b)).transpose()?;
         let after_image = row::row_image(&table.columns, after)?;
@@ -128,26 +167,27 @@ impl EventBuilder {
             Some(old_key) if table.has_key() && old_key != new_key => {
                 // A primary-key change is a delete of the old key and an insert
                 // of the new one, so compacted topics keep no stale row.
-                let mut records = vec![self.record(
-                    table,
-                    old_key.clone(),
-                    before_image,
-                    None,
-                    Op::Delete,
-                    position,
-                    now_micros,
-                )];
-                records.push(self.tombstone(table, old_key));
-                records.push(self.record(
-                    table,
-                    new_key,
-                    None,
-                    Some(after_image),
-                    Op::Create,
-                    position,
-                    now_micros,
-                ));
-                Ok(records)
+                Ok(vec![
+                    self.record(
+                        table,
+                        old_key.clone(),
+                        before_image,
+                        None,
+                        Op::Delete,
+                        position,
+                        now_micros,
+                    )?,
+                    Self::tombstone(table, old_key)?,
+                    self.record(
+                        table,
+                        new_key,
+                        None,
+                        Some(after_image),
+                        Op::Create,
+                        position,
+                        now_micros,
+                    )?,
+                ])
             }
             _ => Ok(vec![self.record(
                 table,
@@ -157,7 +197,7 @@ impl EventBuilder {
                 Op::Update,
                 position,
                 now_micros,
-            )]),
+            )?]),
         }
     }
 
@@ -168,7 +208,7 @@ impl EventBuilder {
         before: &Tuple<'_>,
         position: &Position,
         now_micros: i64,
-    ) -> Result<Vec<OutRecord>, RowError> {
+    ) -> Result<Vec<OutRecord>, EventError> {
         let key = Self::key(table, before)?;
         let before = row::row_image(&table.columns, before)?;
         Ok(vec![
@@ -180,14 +220,71 @@ impl EventBuilder {
                 Op::Delete,
                 position,
                 now_micros,
-            ),
-            self.tombstone(table, key),
+            )?,
+            Self::tombstone(table, key)?,
         ])
     }
 
     /// The record for a truncate of `table`.
-    pub fn truncate(&self, table: &TableInfo, position: &Position, now_micros: i64) -> OutRecord {
+    pub fn truncate(
+        &self,
+        table: &TableInfo,
+        position: &Position,
+        now_micros: i64,
+    ) -> Result<OutRecord, EventError> {
         self.record(table, None, None, None, Op::Truncate, position, now_micros)
+    }
+
+    /// The heartbeat record Debezium writes to `__debezium-heartbeat.<prefix>`.
+    pub async fn heartbeat(&self, now_micros: i64) -> Result<OutRecord, EventError> {
+        let topic = format!("__debezium-heartbeat.{}", self.prefix);
+        let (key_schema, value_schema) = self
+            .heartbeat_schemas
+            .get_or_try_init(|| self.serializers.prepare(&topic, &HEARTBEAT_KEY, &HEARTBEAT_VALUE))
+            .await?;
+        Ok(OutRecord {
+            key: Some(encode(key_schema, &json!({"serverName": self.prefix}))?),
+            value: Some(encode(
+                value_schema,
+                &json!({"ts_ms": now_micros.div_euclid(1000)}),
+            )?),
+            topic,
+        })
+    }
+
+    /// A BEGIN (`end: None`) or END record for `<prefix>.transaction`
+    /// (`provide.transaction.metadata`); `end` lists events per table.
+    pub async fn transaction(
+        &self,
+        id: &str,
+        end: Option<&[(String, i64)]>,
+        commit_micros: i64,
+    ) -> Result<OutRecord, EventError> {
+        let topic = format!("{}.transaction", self.prefix);
+        let (key_schema, value_schema) = self
+            .transaction_schemas
+            .get_or_try_init(|| {
+                self.serializers
+                    .prepare(&topic, &TRANSACTION_KEY, &TRANSACTION_VALUE)
+            })
+            .await?;
+        let value = match end {
+            None => json!({"status": "BEGIN", "id": id, "event_count": null, "data_collections": null,
+                           "ts_ms": commit_micros.div_euclid(1000)}),
+            Some(collections) => json!({
+                "status": "END", "id": id,
+                "event_count": collections.iter().map(|(_, n)| n).sum::<i64>(),
+                "data_collections": collections.iter()
+                    .map(|(name, n)| json!({"data_collection": name, "event_count": n}))
+                    .collect::<Vec<_>>(),
+                "ts_ms": commit_micros.div_euclid(1000),
+            }),
+        };
+        Ok(OutRecord {
+            key: Some(encode(key_schema, &json!({"id": id}))?),
+            value: Some(encode(value_schema, &value)?),
+            topic,
+        })
     }
 
     fn key(table: &TableInfo, values: &Tuple<'_>) -> Result<Option<Map<String, Value>>, RowError> {
@@ -197,12 +294,20 @@ impl EventBuilder {
         row::key(&table.columns, values).map(Some)
     }
 
-    fn tombstone(&self, table: &TableInfo, key: Option<Map<String, Value>>) -> OutRecord {
-        OutRecord {
+    fn encode_key(
+        table: &TableInfo,
+        key: Option<Map<String, Value>>,
+    ) -> Result<Option<Vec<u8>>, FormatError> {
+        key.map(|k| encode(&table.key_schema, &Value::Object(k)))
+            .transpose()
+    }
+
+    fn tombstone(table: &TableInfo, key: Option<Map<String, Value>>) -> Result<OutRecord, EventError> {
+        Ok(OutRecord {
             topic: table.topic.clone(),
-            key: key.map(|k| encode(self.formats.key, &table.key_schema, &Value::Object(k))),
+            key: Self::encode_key(table, key)?,
             value: None,
-        }
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // one record's parts, all needed
@@ -215,7 +320,7 @@ impl EventBuilder {
         op: Op,
         position: &Position,
         now_micros: i64,
-    ) -> OutRecord {
+    ) -> Result<OutRecord, EventError> {
         let envelope = Envelope {
             before,
             after,
@@ -244,90 +349,65 @@ impl EventBuilder {
             transaction: position.transaction.clone(),
         };
         let value = serde_json::to_value(&envelope).unwrap_or(Value::Null);
-        OutRecord {
+        Ok(OutRecord {
             topic: table.topic.clone(),
-            key: key.map(|k| encode(self.formats.key, &table.key_schema, &Value::Object(k))),
-            value: Some(encode(self.formats.value, &table.value_schema, &value)),
-        }
+            key: Self::encode_key(table, key)?,
+            value: Some(encode(&table.value_schema, &value)?),
+        })
     }
 }
 
-/// The heartbeat record Debezium writes to `__debezium-heartbeat.<prefix>`.
-pub fn heartbeat(prefix: &str, key_format: Format, value_format: Format, now_micros: i64) -> OutRecord {
-    let key_schema = SchemaText::new(&json!({
+static HEARTBEAT_KEY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
         "type": "struct", "optional": false, "name": "io.debezium.connector.common.ServerNameKey",
         "fields": [{"type": "string", "optional": false, "field": "serverName"}]
-    }));
-    let value_schema = SchemaText::new(&json!({
+    })
+});
+
+static HEARTBEAT_VALUE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
         "type": "struct", "optional": false, "name": "io.debezium.connector.common.Heartbeat",
         "fields": [{"type": "int64", "optional": false, "field": "ts_ms"}]
-    }));
-    OutRecord {
-        topic: format!("__debezium-heartbeat.{prefix}"),
-        key: Some(encode(key_format, &key_schema, &json!({"serverName": prefix}))),
-        value: Some(encode(
-            value_format,
-            &value_schema,
-            &json!({"ts_ms": now_micros.div_euclid(1000)}),
-        )),
-    }
-}
+    })
+});
 
-/// A BEGIN or END record for `<prefix>.transaction`
-/// (`provide.transaction.metadata`).
-pub fn transaction_record(
-    prefix: &str,
-    formats: &FormatSpec,
-    id: &str,
-    end: Option<&[(String, i64)]>,
-    commit_micros: i64,
-) -> OutRecord {
-    let key_schema = SchemaText::new(&json!({
+static TRANSACTION_KEY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
         "type": "struct", "optional": false, "name": "io.debezium.connector.common.TransactionMetadataKey",
         "fields": [{"type": "string", "optional": false, "field": "id"}]
-    }));
-    let value_schema = SchemaText::new(&json!({
+    })
+});
+
+static TRANSACTION_VALUE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
         "type": "struct", "optional": false, "name": "io.debezium.connector.common.TransactionMetadataValue",
         "fields": [
             {"type": "string", "optional": false, "field": "status"},
             {"type": "string", "optional": false, "field": "id"},
             {"type": "int64", "optional": true, "field": "event_count"},
             {"type": "array", "optional": true, "field": "data_collections", "items": {
-                "type": "struct", "optional": false, "name": "io.debezium.connector.common.TransactionMetadataDataCollection",
+                "type": "struct", "optional": false,
+                "name": "io.debezium.connector.common.TransactionMetadataDataCollection",
                 "fields": [
                     {"type": "string", "optional": false, "field": "data_collection"},
                     {"type": "int64", "optional": false, "field": "event_count"}
                 ]}},
             {"type": "int64", "optional": false, "field": "ts_ms"}
         ]
-    }));
-    let value = match end {
-        None => json!({"status": "BEGIN", "id": id, "event_count": null, "data_collections": null,
-                       "ts_ms": commit_micros.div_euclid(1000)}),
-        Some(collections) => json!({
-            "status": "END", "id": id,
-            "event_count": collections.iter().map(|(_, n)| n).sum::<i64>(),
-            "data_collections": collections.iter()
-                .map(|(name, n)| json!({"data_collection": name, "event_count": n}))
-                .collect::<Vec<_>>(),
-            "ts_ms": commit_micros.div_euclid(1000),
-        }),
-    };
-    OutRecord {
-        topic: format!("{prefix}.transaction"),
-        key: Some(encode(formats.key, &key_schema, &json!({"id": id}))),
-        value: Some(encode(formats.value, &value_schema, &value)),
-    }
-}
+    })
+});
 
 #[cfg(test)]
 mod tests {
+    use tributary_api::connector::{Format, FormatSpec};
+
     use crate::debezium::value::PgType;
 
     use super::*;
 
-    fn orders() -> TableInfo {
-        TableInfo::new(
+    async fn orders(format: Format) -> TableInfo {
+        TableInfo::prepare(
+            &serializers(format),
             "shop",
             "public",
             "orders",
@@ -344,28 +424,33 @@ mod tests {
                 },
             ],
         )
+        .await
+        .unwrap()
     }
 
-    fn builder(format: Format) -> EventBuilder {
-        EventBuilder {
-            prefix: "shop".into(),
-            database: "shopdb".into(),
-            formats: FormatSpec {
+    fn serializers(format: Format) -> Serializers {
+        Serializers::new(
+            &FormatSpec {
                 key: format,
                 value: format,
             },
-        }
+            None,
+        )
+    }
+
+    fn builder(format: Format) -> EventBuilder {
+        EventBuilder::new("shop", "shopdb", serializers(format))
     }
 
     fn json(bytes: Option<&Vec<u8>>) -> Value {
         bytes.map_or(Value::Null, |b| serde_json::from_slice(b).unwrap())
     }
 
-    #[test]
-    fn a_delete_is_followed_by_a_tombstone_with_the_same_key() {
+    #[tokio::test]
+    async fn a_delete_is_followed_by_a_tombstone_with_the_same_key() {
         let records = builder(Format::Json)
             .delete(
-                &orders(),
+                &orders(Format::Json).await,
                 &[Datum::Text("7"), Datum::Null],
                 &Position {
                     lsn: Some(100),
@@ -388,11 +473,11 @@ mod tests {
         assert_eq!(records[1].value, None);
     }
 
-    #[test]
-    fn a_primary_key_change_becomes_delete_tombstone_create() {
+    #[tokio::test]
+    async fn a_primary_key_change_becomes_delete_tombstone_create() {
         let records = builder(Format::Json)
             .update(
-                &orders(),
+                &orders(Format::Json).await,
                 Some(&[Datum::Text("1"), Datum::Null]),
                 &[Datum::Text("2"), Datum::Text("paid")],
                 &Position::default(),
@@ -408,11 +493,11 @@ mod tests {
         assert_eq!(json(records[2].key.as_ref()), json!({"id": 2}));
     }
 
-    #[test]
-    fn an_update_without_old_row_has_a_null_before() {
+    #[tokio::test]
+    async fn an_update_without_old_row_has_a_null_before() {
         let records = builder(Format::JsonWithSchema)
             .update(
-                &orders(),
+                &orders(Format::JsonWithSchema).await,
                 None,
                 &[Datum::Text("2"), Datum::UnchangedToast],
                 &Position::default(),
@@ -433,9 +518,9 @@ mod tests {
         assert_eq!(key["payload"], json!({"id": 2}));
     }
 
-    #[test]
-    fn a_table_without_primary_key_has_null_keys() {
-        let mut table = orders();
+    #[tokio::test]
+    async fn a_table_without_primary_key_has_null_keys() {
+        let mut table = orders(Format::Json).await;
         for column in &mut table.columns {
             column.key = false;
         }
@@ -451,18 +536,16 @@ mod tests {
         assert_eq!(records[0].key, None);
     }
 
-    #[test]
-    fn transaction_end_counts_events_per_table() {
-        let record = transaction_record(
-            "shop",
-            &FormatSpec {
-                key: Format::Json,
-                value: Format::Json,
-            },
-            "770:1234",
-            Some(&[("public.orders".into(), 2), ("public.order_items".into(), 3)]),
-            1_000_000,
-        );
+    #[tokio::test]
+    async fn transaction_end_counts_events_per_table() {
+        let record = builder(Format::Json)
+            .transaction(
+                "770:1234",
+                Some(&[("public.orders".into(), 2), ("public.order_items".into(), 3)]),
+                1_000_000,
+            )
+            .await
+            .unwrap();
         let value = json(record.value.as_ref());
         assert_eq!(record.topic, "shop.transaction");
         assert_eq!(value["status"], "END");

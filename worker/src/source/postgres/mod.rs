@@ -39,13 +39,13 @@ use tokio_postgres::{Client, NoTls};
 use tributary_api::connector::SnapshotMode;
 
 use self::catalog::{Catalog, CatalogError};
-use self::events::{EventBuilder, Position, TableInfo};
+use self::events::{EventBuilder, EventError, Position, TableInfo};
 use self::setup::SetupError;
 use self::snapshot::{SnapshotError, SnapshotPlan};
 use super::RunContext;
 use crate::config::PostgresConfig;
 use crate::debezium::envelope::{Op, TransactionBlock};
-use crate::debezium::row::{Column, Datum, RowError};
+use crate::debezium::row::{Column, Datum};
 use crate::delivery::DeliveryError;
 use crate::state_topic::{SourceOffsets, StateTopicError};
 
@@ -83,15 +83,18 @@ pub enum PostgresError {
     /// The snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    /// A change could not be converted.
+    /// A change could not be converted or serialised.
     #[error("table {table}: {source}")]
     Row {
         /// Table.
         table: String,
         /// Why.
         #[source]
-        source: RowError,
+        source: EventError,
     },
+    /// A heartbeat, transaction or schema record could not be serialised.
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// Kafka did not take the records.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
@@ -189,11 +192,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Ending, PostgresError> {
     let start = prepare(ctx, pg).await?;
-    let builder = EventBuilder {
-        prefix: pg.spec.topic_prefix.clone(),
-        database: pg.spec.database.clone(),
-        formats: ctx.formats.clone(),
-    };
+    let builder = EventBuilder::new(&pg.spec.topic_prefix, &pg.spec.database, ctx.serializers.clone());
     let mut catalog = Catalog::default();
 
     if pg.spec.snapshot_mode == SnapshotMode::InitialOnly {
@@ -310,12 +309,17 @@ async fn take_snapshot(
     {
         if pg.captures(&schema, &table) {
             let described = catalog.table(control, oid).await?;
-            tables.push(TableInfo::new(
-                &pg.spec.topic_prefix,
-                &described.schema,
-                &described.table,
-                described.columns,
-            ));
+            tables.push(
+                TableInfo::prepare(
+                    &builder.serializers,
+                    &pg.spec.topic_prefix,
+                    &described.schema,
+                    &described.table,
+                    described.columns,
+                )
+                .await
+                .map_err(EventError::from)?,
+            );
         }
     }
     let reader = connect(pg).await?;
@@ -470,12 +474,7 @@ impl Streamer<'_> {
             EventType::Message {
                 prefix, message_lsn, ..
             } if &*prefix == HEARTBEAT_PREFIX => {
-                let record = events::heartbeat(
-                    &self.builder.prefix,
-                    self.builder.formats.key,
-                    self.builder.formats.value,
-                    crate::now_micros(),
-                );
+                let record = self.builder.heartbeat(crate::now_micros()).await?;
                 self.ctx.pipeline.send(record).await?;
                 self.confirm_after_delivery(message_lsn.value()).await?;
             }
@@ -530,13 +529,10 @@ impl Streamer<'_> {
             per_table: BTreeMap::new(),
         };
         if self.pg.spec.provide_transaction_metadata {
-            let record = events::transaction_record(
-                &self.builder.prefix,
-                &self.builder.formats,
-                &transaction.metadata_id,
-                None,
-                commit_micros,
-            );
+            let record = self
+                .builder
+                .transaction(&transaction.metadata_id, None, commit_micros)
+                .await?;
             self.ctx.pipeline.send(record).await?;
         }
         self.transaction = Some(transaction);
@@ -557,7 +553,7 @@ impl Streamer<'_> {
             .collect();
         for table in truncated {
             let position = self.position(&table, lsn);
-            let record = self.builder.truncate(&table, &position, crate::now_micros());
+            let record = self.builder.truncate(&table, &position, crate::now_micros())?;
             self.send(vec![record]).await?;
         }
         Ok(())
@@ -568,13 +564,14 @@ impl Streamer<'_> {
             && self.pg.spec.provide_transaction_metadata
         {
             let collections: Vec<(String, i64)> = transaction.per_table.into_iter().collect();
-            let record = events::transaction_record(
-                &self.builder.prefix,
-                &self.builder.formats,
-                &transaction.metadata_id,
-                Some(&collections),
-                transaction.commit_micros,
-            );
+            let record = self
+                .builder
+                .transaction(
+                    &transaction.metadata_id,
+                    Some(&collections),
+                    transaction.commit_micros,
+                )
+                .await?;
             self.ctx.pipeline.send(record).await?;
         }
         let behind = crate::now_micros().saturating_sub(commit_micros) / 1000;
@@ -622,12 +619,15 @@ impl Streamer<'_> {
             });
         }
         tracing::info!(table = %format!("{schema}.{table}"), columns = described.len(), "table schema");
-        Ok(TableInfo::new(
+        Ok(TableInfo::prepare(
+            &self.builder.serializers,
             &self.pg.spec.topic_prefix,
             schema,
             table,
             described,
-        ))
+        )
+        .await
+        .map_err(EventError::from)?)
     }
 
     fn position(&mut self, table: &TableInfo, lsn: u64) -> Position {
@@ -679,7 +679,7 @@ impl Streamer<'_> {
     }
 }
 
-fn row_error(table: &TableInfo, source: RowError) -> PostgresError {
+fn row_error(table: &TableInfo, source: EventError) -> PostgresError {
     PostgresError::Row {
         table: format!("{}.{}", table.schema, table.table),
         source,

@@ -12,10 +12,11 @@
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::events::EventError;
 use super::events::{EventBuilder, Position, TableInfo};
 use super::setup::quote_ident;
 use crate::debezium::envelope::{Op, SnapshotMarker};
-use crate::debezium::row::{Datum, RowError};
+use crate::debezium::row::Datum;
 use crate::delivery::{DeliveryError, Pipeline};
 
 /// Rows fetched per round trip.
@@ -33,14 +34,14 @@ pub enum SnapshotError {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// A row could not be converted.
+    /// A row could not be converted or serialised.
     #[error("snapshot of {table}: {source}")]
     Row {
         /// Table.
         table: String,
         /// Why.
         #[source]
-        source: RowError,
+        source: EventError,
     },
     /// Kafka did not take the records.
     #[error(transparent)]
