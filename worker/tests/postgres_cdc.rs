@@ -541,3 +541,78 @@ async fn avro_records_carry_registered_schema_ids() {
     worker.kill9();
     scenario.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn toast_truncate_and_transaction_metadata() {
+    let scenario = Scenario::new("cdc-toast").await;
+    let db = scenario.db().await;
+    db.batch_execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, views int NOT NULL DEFAULT 0);
+         ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;",
+    )
+    .await
+    .unwrap();
+    let mut worker = scenario.start_worker(&scenario.connector_yaml(
+        "      provideTransactionMetadata: true\n      snapshotMode: NoData\n",
+        "json",
+    ));
+    tributary_testkit::eventually("slot created", WAIT, || async {
+        Ok(scenario.confirmed_flush().await)
+    })
+    .await
+    .unwrap();
+    // A value large enough to be stored out of line (TOAST), then an update
+    // that leaves it alone: Postgres does not send it again.
+    // One transaction per statement (a multi-statement string would be one).
+    for statement in [
+        "INSERT INTO docs VALUES (1, repeat('lorem ipsum ', 1000), 0)",
+        "UPDATE docs SET views = 1 WHERE id = 1",
+        "BEGIN; INSERT INTO docs VALUES (2, 'short', 0); INSERT INTO docs VALUES (3, 'short', 0); COMMIT;",
+        "TRUNCATE docs",
+    ] {
+        db.batch_execute(statement).await.unwrap();
+    }
+    let docs = records(&scenario, "docs", 5).await;
+    assert_eq!(
+        docs[0].envelope()["after"]["body"].as_str().unwrap().len(),
+        12_000
+    );
+    assert_eq!(docs[1].op(), Some("u"));
+    assert_eq!(
+        docs[1].envelope()["after"]["body"],
+        "__debezium_unavailable_value"
+    );
+    assert_eq!(docs[1].envelope()["after"]["views"], 1);
+    assert_eq!(docs[4].op(), Some("t"));
+    assert_eq!(docs[4].key, None, "a truncate has no key");
+
+    // Transaction metadata: BEGIN/END per transaction, the block in each event.
+    let block = &docs[3].envelope()["transaction"];
+    assert_eq!(block["total_order"], 2);
+    assert_eq!(block["data_collection_order"], 2);
+    let id = block["id"].as_str().unwrap().to_owned();
+    assert_eq!(docs[2].envelope()["transaction"]["id"], id.as_str());
+    let transactions = read_topic(
+        &scenario.endpoints.kafka_bootstrap,
+        &format!("{}.transaction", scenario.prefix),
+        8,
+        WAIT,
+    )
+    .await;
+    let end = transactions
+        .iter()
+        .find(|r| r.envelope()["id"] == id.as_str() && r.envelope()["status"] == "END")
+        .unwrap_or_else(|| panic!("no END for {id}: {transactions:#?}"));
+    assert_eq!(end.envelope()["event_count"], 2);
+    assert_eq!(
+        end.envelope()["data_collections"],
+        json!([{"data_collection": "public.docs", "event_count": 2}])
+    );
+    assert!(
+        transactions
+            .iter()
+            .any(|r| r.envelope()["id"] == id.as_str() && r.envelope()["status"] == "BEGIN")
+    );
+    worker.kill9();
+    scenario.cleanup().await;
+}

@@ -107,6 +107,11 @@ impl Scenario {
 
     /// Starts the worker on `yaml`.
     pub fn start_worker(&self, yaml: &str) -> Worker {
+        self.start_worker_with(yaml, &["--http-addr", "off"])
+    }
+
+    /// Starts the worker on `yaml` with extra arguments.
+    pub fn start_worker_with(&self, yaml: &str, extra: &[&str]) -> Worker {
         let config = self.dir.join("connector.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log_path = self.dir.join(format!("worker-{}.log", unique_name("run")));
@@ -118,7 +123,8 @@ impl Scenario {
             .args(["--offsets-topic", &self.offsets_topic])
             .args(["--status-topic", &self.status_topic])
             .args(["--schema-registry-url", &self.endpoints.registry_url])
-            .args(["--http-addr", "off", "--status-interval-seconds", "1"])
+            .args(["--status-interval-seconds", "1"])
+            .args(extra)
             .env("RUST_LOG", "info,pg_walstream=warn,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log.try_clone().unwrap())
@@ -311,7 +317,13 @@ fn read_topic_blocking(bootstrap: &str, topic: &str, expected: usize, timeout: D
     while records.len() < expected && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.unwrap();
-            let parse = |bytes: Option<&[u8]>| bytes.map(|b| serde_json::from_slice(b).unwrap());
+            // JSON, else the raw text (the state topics key by plain name).
+            let parse = |bytes: Option<&[u8]>| {
+                bytes.map(|b| {
+                    serde_json::from_slice(b)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+                })
+            };
             records.push(Record {
                 key: parse(message.key()),
                 value: parse(message.payload()),
