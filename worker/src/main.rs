@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use pg_walstream::CancellationToken;
 use tributary_worker::config::{self, LoadOptions, SecretResolver, Source};
+use tributary_worker::delivery::{self, PipelineSettings};
 use tributary_worker::runner::{self, Outcome, RunSettings};
 use tributary_worker::source::postgres;
-use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC};
+use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC, StateTopic};
 
 /// Command line of the worker.
 #[derive(Debug, Parser)]
@@ -91,12 +92,17 @@ enum Command {
         config: ConfigArgs,
     },
     /// Drop the replication slot of a Postgres source, so it stops retaining WAL.
+    /// Forgets the connector's offsets too, so the next run starts afresh
+    /// (with a new snapshot under snapshotMode Initial).
     DropSlot {
         #[command(flatten)]
         config: ConfigArgs,
         /// Also drop the publication.
         #[arg(long)]
         publication: bool,
+        /// Compacted topic holding source offsets.
+        #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC", default_value = DEFAULT_OFFSETS_TOPIC)]
+        offsets_topic: String,
     },
 }
 
@@ -166,7 +172,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             tracing::info!(connector = %config.id, "configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
-        Command::DropSlot { config, publication } => {
+        Command::DropSlot {
+            config,
+            publication,
+            offsets_topic,
+        } => {
             let config = config.load()?;
             let Source::Postgres(pg) = &config.source else {
                 anyhow::bail!(
@@ -181,6 +191,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             for line in done {
                 tracing::info!("{line}");
             }
+            let producer = delivery::producer(&config.kafka, &PipelineSettings::default())?;
+            StateTopic::new(config.kafka.clone(), &offsets_topic)
+                .clear(&producer, &config.id)
+                .await?;
+            tracing::info!(connector = %config.id, topic = %offsets_topic, "offsets cleared");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -255,6 +255,18 @@ impl StateTopic {
         Ok(())
     }
 
+    /// Removes `key` (a tombstone), e.g. when its connector is reset.
+    pub async fn clear(&self, producer: &FutureProducer, key: &str) -> Result<(), StateTopicError> {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(&self.topic).key(key),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| self.kafka_error(&e))?;
+        Ok(())
+    }
+
     fn admin(&self, source: AdminError) -> StateTopicError {
         StateTopicError::Admin {
             topic: self.topic.clone(),

@@ -195,7 +195,15 @@ async fn bike_store_snapshot_then_streamed_changes() {
     assert!(again.stop());
 
     // The explicit cleanup drops slot and publication.
-    let (ok, log) = scenario.worker_command(&["drop-slot", "--publication"], &yaml);
+    let (ok, log) = scenario.worker_command(
+        &[
+            "drop-slot",
+            "--publication",
+            "--offsets-topic",
+            &scenario.offsets_topic,
+        ],
+        &yaml,
+    );
     assert!(ok, "{log}");
     assert_eq!(scenario.confirmed_flush().await, None, "slot dropped");
     let publications: i64 = db
@@ -207,6 +215,14 @@ async fn bike_store_snapshot_then_streamed_changes() {
         .unwrap()
         .get(0);
     assert_eq!(publications, 0);
+    // …and forgets the offsets, so a new run snapshots again.
+    let offsets = support::read_to_end(&scenario.endpoints.kafka_bootstrap, &scenario.offsets_topic).await;
+    let latest = offsets
+        .iter()
+        .rev()
+        .find(|r| r.key == Some(Value::String(scenario.database.clone())))
+        .unwrap();
+    assert_eq!(latest.value, None, "{offsets:#?}");
     scenario.cleanup().await;
 }
 
