@@ -181,6 +181,19 @@ pub struct PostgresSource {
     #[serde(default = "default_heartbeat_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub heartbeat_interval_seconds: u32,
+    /// Signal table, `<schema>.<table>` with columns `id`, `type` and `data`
+    /// (Debezium's `signal.data.collection`). Inserting a row of type
+    /// `execute-snapshot` with data
+    /// `{"data-collections": ["public.orders"], "type": "incremental"}`
+    /// snapshots those tables in chunks while streaming continues. The table
+    /// must be in the publication. Absent: signals are not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[^.]+[.][^.]+$')").message("signalDataCollection must be <schema>.<table>"))]
+    pub signal_data_collection: Option<String>,
+    /// Rows per chunk of an incremental snapshot. Default 1024.
+    #[serde(default = "default_chunk_size")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub incremental_snapshot_chunk_size: u32,
     /// Also write BEGIN/END events to `<topicPrefix>.transaction` and a
     /// `transaction` block in each event (Debezium's
     /// `provide.transaction.metadata`). Default false.
@@ -196,6 +209,9 @@ fn default_slot_name() -> String {
 }
 fn default_publication_name() -> String {
     "tributary".to_owned()
+}
+fn default_chunk_size() -> u32 {
+    1024
 }
 fn default_heartbeat_seconds() -> u32 {
     10

@@ -632,3 +632,97 @@ async fn toast_truncate_and_transaction_metadata() {
     worker.kill9();
     scenario.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_snapshot_on_a_signal_while_changes_stream() {
+    let scenario = Scenario::new("cdc-incr").await;
+    let db = scenario.db().await;
+    db.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);
+         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3000) g;
+         CREATE TABLE debezium_signal (id text PRIMARY KEY, type text NOT NULL, data text);",
+    )
+    .await
+    .unwrap();
+    let mut worker = scenario.start_worker(&scenario.connector_yaml(
+        "      snapshotMode: NoData\n      signalDataCollection: public.debezium_signal\n      incrementalSnapshotChunkSize: 250\n      tableExcludeList: ['public.debezium_signal']\n",
+        "json",
+    ));
+    tributary_testkit::eventually("slot created", WAIT, || async {
+        Ok(scenario.confirmed_flush().await)
+    })
+    .await
+    .unwrap();
+    db.batch_execute(
+        r#"INSERT INTO debezium_signal VALUES ('s1', 'execute-snapshot', '{"data-collections": ["public.accounts"], "type": "incremental"}')"#,
+    )
+    .await
+    .unwrap();
+    // Changes race the chunks: updates, deletes and inserts across the key range.
+    for round in 0..30 {
+        let id = round * 97 % 3000 + 1;
+        db.batch_execute(&format!(
+            "UPDATE accounts SET balance = balance + {round} WHERE id = {id};
+             DELETE FROM accounts WHERE id = {};
+             INSERT INTO accounts VALUES ({}, 7);",
+            id + 1,
+            3000 + round + 1
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The topic, compacted by key, equals the table.
+    let rows = db.query("SELECT id, balance FROM accounts", &[]).await.unwrap();
+    let expected: std::collections::BTreeMap<i64, i64> = rows
+        .iter()
+        .map(|r| (i64::from(r.get::<_, i32>(0)), i64::from(r.get::<_, i32>(1))))
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (compacted, records) = loop {
+        let records =
+            support::read_to_end(&scenario.endpoints.kafka_bootstrap, &scenario.topic("accounts")).await;
+        let mut compacted = std::collections::BTreeMap::new();
+        for record in &records {
+            let id = record.key_payload()["id"].as_i64().unwrap();
+            match &record.value {
+                None => {
+                    compacted.remove(&id);
+                }
+                Some(_) if record.op() == Some("d") => {
+                    compacted.remove(&id);
+                }
+                Some(_) => {
+                    compacted.insert(id, record.envelope()["after"]["balance"].as_i64().unwrap());
+                }
+            }
+        }
+        if compacted == expected || tokio::time::Instant::now() > deadline {
+            break (compacted, records);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let differing: Vec<_> = expected
+        .iter()
+        .filter(|(id, balance)| compacted.get(id) != Some(balance))
+        .take(5)
+        .collect();
+    assert!(
+        compacted == expected,
+        "topic differs from the table ({} vs {} keys), e.g. {differing:?}\n{}",
+        compacted.len(),
+        expected.len(),
+        worker.log_text()
+    );
+    let reads = records.iter().filter(|r| r.op() == Some("r")).count();
+    assert!(reads >= 2900, "{reads} snapshot reads");
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.op() == Some("r"))
+            .all(|r| r.envelope()["source"]["snapshot"] == "incremental")
+    );
+    worker.kill9();
+    scenario.cleanup().await;
+}

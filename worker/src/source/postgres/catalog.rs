@@ -73,6 +73,24 @@ impl Catalog {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
+    /// The oid of `<schema>.<table>`, if it exists.
+    pub async fn table_oid(
+        &mut self,
+        client: &Client,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<u32>, CatalogError> {
+        let row = client
+            .query_opt(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(query("table oid"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// Columns (with types and primary key) of the table `oid`.
     pub async fn table(&mut self, client: &Client, oid: u32) -> Result<CatalogTable, CatalogError> {
         let names = client

@@ -24,6 +24,7 @@
 
 pub mod catalog;
 pub mod events;
+pub mod incremental;
 pub mod setup;
 pub mod snapshot;
 
@@ -40,11 +41,12 @@ use tributary_api::connector::SnapshotMode;
 
 use self::catalog::{Catalog, CatalogError};
 use self::events::{EventBuilder, EventError, Position, TableInfo};
+use self::incremental::IncrementalSnapshot;
 use self::setup::SetupError;
 use self::snapshot::{SnapshotError, SnapshotPlan};
 use super::RunContext;
 use crate::config::PostgresConfig;
-use crate::debezium::envelope::{Op, TransactionBlock};
+use crate::debezium::envelope::{Op, SnapshotMarker, TransactionBlock};
 use crate::debezium::row::{Column, Datum};
 use crate::delivery::DeliveryError;
 use crate::state_topic::{SourceOffsets, StateTopicError};
@@ -245,6 +247,8 @@ pub async fn run(
         tables: HashMap::new(),
         transaction: None,
         last_committed_lsn: None,
+        signal_oid: None,
+        incremental: IncrementalSnapshot::default(),
     };
     let result = streamer.stream(&mut stream, &shutdown).await;
     background.abort();
@@ -379,6 +383,9 @@ struct Streamer<'a> {
     tables: HashMap<u32, Option<TableInfo>>,
     transaction: Option<Transaction>,
     last_committed_lsn: Option<u64>,
+    /// Relation oid of `signalDataCollection`, once seen.
+    signal_oid: Option<u32>,
+    incremental: IncrementalSnapshot,
 }
 
 impl Streamer<'_> {
@@ -423,6 +430,11 @@ impl Streamer<'_> {
                 columns,
                 ..
             } => {
+                if self.pg.spec.signal_data_collection.as_deref()
+                    == Some(&format!("{namespace}.{relation_name}"))
+                {
+                    self.signal_oid = Some(relation_id);
+                }
                 let table = if self.pg.captures(&namespace, &relation_name) {
                     Some(
                         self.describe(relation_id, &namespace, &relation_name, &columns)
@@ -433,6 +445,9 @@ impl Streamer<'_> {
                 };
                 self.tables.insert(relation_id, table);
             }
+            EventType::Insert {
+                relation_oid, data, ..
+            } if Some(relation_oid) == self.signal_oid => self.signal(&data).await?,
             EventType::Insert {
                 relation_oid, data, ..
             } => {
@@ -472,6 +487,15 @@ impl Streamer<'_> {
                     .await?;
             }
             EventType::Message {
+                prefix,
+                message_lsn,
+                content,
+                ..
+            } if &*prefix == incremental::WATERMARK_PREFIX => {
+                self.watermark(&String::from_utf8_lossy(&content), message_lsn.value())
+                    .await?;
+            }
+            EventType::Message {
                 prefix, message_lsn, ..
             } if &*prefix == HEARTBEAT_PREFIX => {
                 let record = self.builder.heartbeat(crate::now_micros()).await?;
@@ -500,6 +524,13 @@ impl Streamer<'_> {
         let now = crate::now_micros();
         let before = before.map(|old| tuple(&table, old, Datum::Null));
         let after = after.map(|new| tuple(&table, new, Datum::UnchangedToast));
+        if self.incremental.windowed_table() == Some(oid) {
+            for image in [&before, &after].into_iter().flatten() {
+                self.incremental
+                    .changed(oid, image)
+                    .map_err(|source| row_error(&table, source.into()))?;
+            }
+        }
         let records = match (change, before, after) {
             (Change::Insert, _, Some(after)) => {
                 self.builder.insert(&table, Op::Create, &after, &position, now)
@@ -513,6 +544,107 @@ impl Streamer<'_> {
         }
         .map_err(|source| row_error(&table, source))?;
         self.send(records).await
+    }
+
+    /// A row inserted into the signal table.
+    async fn signal(&mut self, data: &RowData) -> Result<(), PostgresError> {
+        let text = |name: &str| {
+            data.get(name)
+                .and_then(ColumnValue::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (id, kind) = (text("id"), text("type"));
+        if kind != "execute-snapshot" {
+            tracing::warn!(signal = %id, kind = %kind, "ignoring signal of unknown type (supported: execute-snapshot)");
+            return Ok(());
+        }
+        let signal = match incremental::parse_signal(&id, &text("data")) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring signal");
+                return Ok(());
+            }
+        };
+        let was_active = self.incremental.active();
+        for name in &signal.data_collections {
+            let Some((schema, table)) = name.split_once('.') else {
+                tracing::warn!(signal = %id, table = %name, "ignoring data collection: expected <schema>.<table>");
+                continue;
+            };
+            let Some(oid) = self.catalog.table_oid(&self.control, schema, table).await? else {
+                tracing::warn!(signal = %id, table = %name, "ignoring data collection: no such table");
+                continue;
+            };
+            let described = self.catalog.table(&self.control, oid).await?;
+            if !self.pg.captures(schema, table) || !described.columns.iter().any(|c| c.key) {
+                tracing::warn!(signal = %id, table = %name, "ignoring data collection: not captured or without primary key");
+                continue;
+            }
+            let info = TableInfo::prepare(
+                &self.builder.serializers,
+                &self.pg.spec.topic_prefix,
+                &described.schema,
+                &described.table,
+                described.columns,
+            )
+            .await
+            .map_err(EventError::from)?;
+            self.incremental.enqueue(oid, info);
+        }
+        if !was_active {
+            self.next_chunk().await?;
+        }
+        Ok(())
+    }
+
+    /// A watermark: on the close of the current window, the chunk's rows that
+    /// the stream did not change meanwhile become `op: r` records.
+    async fn watermark(&mut self, content: &str, lsn: u64) -> Result<(), PostgresError> {
+        let after = self
+            .incremental
+            .watermark(content)
+            .map_err(|source| PostgresError::Event(source.into()))?;
+        let Some(incremental::AfterClose::Emit { table, rows }) = after else {
+            return Ok(());
+        };
+        let now = crate::now_micros();
+        let position = Position {
+            commit_micros: now,
+            lsn: Some(lsn),
+            last_committed_lsn: self.last_committed_lsn,
+            snapshot: Some(SnapshotMarker::Incremental),
+            ..Position::default()
+        };
+        for values in &rows {
+            let datums: Vec<Datum<'_>> = values
+                .iter()
+                .map(|v| v.as_deref().map_or(Datum::Null, Datum::Text))
+                .collect();
+            let records = self
+                .builder
+                .insert(&table, Op::Read, &datums, &position, now)
+                .map_err(|source| row_error(&table, source))?;
+            self.send(records).await?;
+        }
+        self.ctx.telemetry.snapshot_rows.inc_by(rows.len() as u64);
+        self.next_chunk().await
+    }
+
+    async fn next_chunk(&mut self) -> Result<(), PostgresError> {
+        let chunk_size = self.pg.spec.incremental_snapshot_chunk_size.max(1);
+        let more = self
+            .incremental
+            .next_chunk(&self.control, chunk_size)
+            .await
+            .map_err(|e| PostgresError::Replication {
+                what: "incremental snapshot",
+                message: e.to_string(),
+            })?;
+        if !more {
+            tracing::info!("incremental snapshot completed");
+        }
+        Ok(())
     }
 
     async fn begin(
@@ -540,18 +672,19 @@ impl Streamer<'_> {
     }
 
     async fn truncate(&mut self, tables: &[Arc<str>], lsn: u64) -> Result<(), PostgresError> {
-        let truncated: Vec<TableInfo> = self
+        let truncated: Vec<(u32, TableInfo)> = self
             .tables
-            .values()
-            .flatten()
-            .filter(|t| {
+            .iter()
+            .filter_map(|(oid, t)| t.as_ref().map(|t| (*oid, t)))
+            .filter(|(_, t)| {
                 tables
                     .iter()
                     .any(|name| **name == format!("{}.{}", t.schema, t.table) || **name == t.table)
             })
-            .cloned()
+            .map(|(oid, t)| (oid, t.clone()))
             .collect();
-        for table in truncated {
+        for (oid, table) in truncated {
+            self.incremental.truncated(oid);
             let position = self.position(&table, lsn);
             let record = self.builder.truncate(&table, &position, crate::now_micros())?;
             self.send(vec![record]).await?;
