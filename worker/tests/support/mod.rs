@@ -169,18 +169,44 @@ impl Scenario {
             .map(|v| u64::try_from(v).unwrap())
     }
 
-    /// Drops the slot, publication and database.
+    /// Drops the slot, publication and database (also done on drop, so a
+    /// failing test leaves no slot retaining WAL behind).
     pub async fn cleanup(&self) {
-        let admin = connect(&self.endpoints.postgres).await;
-        let _ = admin
-            .execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&self.slot],
-            )
-            .await;
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
-            .await;
+        drop_leftovers(&self.endpoints.postgres, &self.slot, &self.database).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn drop_leftovers(postgres: &str, slot: &str, database: &str) {
+    let Ok((admin, connection)) = tokio_postgres::connect(postgres, NoTls).await else {
+        return;
+    };
+    tokio::spawn(connection);
+    let _ = admin
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await;
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        // Workers are declared after their scenario, so they are gone by now.
+        let (postgres, slot, database) = (
+            self.endpoints.postgres.clone(),
+            self.slot.clone(),
+            self.database.clone(),
+        );
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(drop_leftovers(&postgres, &slot, &database));
+            }
+        })
+        .join();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
