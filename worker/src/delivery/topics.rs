@@ -17,7 +17,8 @@ use super::DeliveryError;
 pub struct TopicCreator {
     kafka: KafkaConnection,
     settings: TopicCreation,
-    known: Arc<Mutex<HashSet<String>>>,
+    /// Topics known to exist; read on every record, so a plain `RwLock`.
+    known: Arc<std::sync::RwLock<HashSet<String>>>,
     admin: Arc<Mutex<Option<Arc<KafkaAdmin>>>>,
 }
 
@@ -42,7 +43,7 @@ impl TopicCreator {
 
     /// Makes sure `topic` exists (creating it when allowed).
     pub async fn ensure(&self, topic: &str) -> Result<(), DeliveryError> {
-        if self.known.lock().await.contains(topic) {
+        if self.known.read().is_ok_and(|known| known.contains(topic)) {
             return Ok(());
         }
         let admin = self.admin().await?;
@@ -72,7 +73,9 @@ impl TopicCreator {
                 Err(error) => return Err(failed(error)),
             }
         }
-        self.known.lock().await.insert(topic.to_owned());
+        if let Ok(mut known) = self.known.write() {
+            known.insert(topic.to_owned());
+        }
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub mod avro;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tributary_api::connector::Format;
@@ -53,6 +54,9 @@ pub enum FormatError {
     /// Avro translation or encoding.
     #[error(transparent)]
     Avro(#[from] AvroError),
+    /// The value could not be serialised as JSON.
+    #[error("json: {0}")]
+    Json(String),
     /// The registry refused or could not be reached.
     #[error("schema registry, subject {subject}: {message}")]
     Registry {
@@ -136,21 +140,25 @@ impl Serializer {
     }
 }
 
-/// Serialises `payload` with a prepared schema.
-pub fn encode(schema: &PreparedSchema, payload: &Value) -> Result<Vec<u8>, FormatError> {
+/// Serialises `payload` with a prepared schema. JSON formats write it
+/// straight to bytes (no intermediate `Value`: this is the hot path).
+pub fn encode(schema: &PreparedSchema, payload: &impl Serialize) -> Result<Vec<u8>, FormatError> {
+    let json_error = |e: serde_json::Error| FormatError::Json(e.to_string());
     match schema {
-        PreparedSchema::Json => Ok(payload.to_string().into_bytes()),
+        PreparedSchema::Json => serde_json::to_vec(payload).map_err(json_error),
         PreparedSchema::JsonWithSchema(text) => {
-            let body = payload.to_string();
-            let mut out = Vec::with_capacity(text.0.len() + body.len() + 24);
+            let mut out = Vec::with_capacity(text.0.len() + 256);
             out.extend_from_slice(b"{\"schema\":");
             out.extend_from_slice(text.0.as_bytes());
             out.extend_from_slice(b",\"payload\":");
-            out.extend_from_slice(body.as_bytes());
+            serde_json::to_writer(&mut out, payload).map_err(json_error)?;
             out.push(b'}');
             Ok(out)
         }
-        PreparedSchema::Avro { id, writer } => Ok(avro::wire_format(*id, &writer.encode(payload)?)),
+        PreparedSchema::Avro { id, writer } => {
+            let value = serde_json::to_value(payload).map_err(json_error)?;
+            Ok(avro::wire_format(*id, &writer.encode(&value)?))
+        }
     }
 }
 

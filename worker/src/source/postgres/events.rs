@@ -348,11 +348,10 @@ impl EventBuilder {
             ts_ns: now_micros.saturating_mul(1000),
             transaction: position.transaction.clone(),
         };
-        let value = serde_json::to_value(&envelope).unwrap_or(Value::Null);
         Ok(OutRecord {
             topic: table.topic.clone(),
             key: Self::encode_key(table, key)?,
-            value: Some(encode(&table.value_schema, &value)?),
+            value: Some(encode(&table.value_schema, &envelope)?),
         })
     }
 }
