@@ -726,3 +726,88 @@ async fn incremental_snapshot_on_a_signal_while_changes_stream() {
     worker.kill9();
     scenario.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn column_types_map_as_debezium_maps_them() {
+    let scenario = Scenario::new("cdc-types").await;
+    let db = scenario.db().await;
+    db.batch_execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE typed (
+           id uuid PRIMARY KEY, flag boolean, small int2, big int8, ratio float8, amount numeric(12,3),
+           free numeric, day date, at timestamp(3), at_us timestamp, at_tz timestamptz, clock time,
+           doc jsonb, raw bytea, feeling mood, scores int4[], label varchar(20));",
+    )
+    .await
+    .unwrap();
+    let mut worker =
+        scenario.start_worker(&scenario.connector_yaml("      snapshotMode: NoData\n", "json-with-schema"));
+    tributary_testkit::eventually("slot created", WAIT, || async {
+        Ok(scenario.confirmed_flush().await)
+    })
+    .await
+    .unwrap();
+    // A session time zone other than UTC, to show timestamptz is normalised.
+    db.batch_execute(
+        "SET TimeZone = 'Europe/Paris';
+         INSERT INTO typed VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, -3, 9007199254740993, 0.5,
+           -12.345, 3.14159, '2024-03-01', '2024-03-01 12:00:00.123', '2024-03-01 12:00:00.123456',
+           '2024-03-01 13:00:00+01', '10:15:30', '{\"a\": [1, 2]}', '\\x01ff', 'happy', '{1,NULL,3}', 'bike');",
+    )
+    .await
+    .unwrap();
+    let record = &records(&scenario, "typed", 1).await[0];
+    let after = &record.envelope()["after"];
+    assert_eq!(
+        record.key_payload(),
+        &json!({"id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"})
+    );
+    assert_eq!(after["flag"], true);
+    assert_eq!(after["small"], -3);
+    assert_eq!(after["big"], 9_007_199_254_740_993_i64);
+    assert_eq!(after["ratio"], 0.5);
+    // numeric(12,3) -12.345 → unscaled -12345 as big-endian two's complement (0xCF 0xC7).
+    assert_eq!(after["amount"], "z8c=");
+    assert_eq!(after["free"], json!({"scale": 5, "value": "BMsv"}));
+    assert_eq!(after["day"], 19783);
+    assert_eq!(after["at"], 1_709_294_400_123_i64, "timestamp(3): milliseconds");
+    assert_eq!(
+        after["at_us"], 1_709_294_400_123_456_i64,
+        "timestamp: microseconds"
+    );
+    assert_eq!(after["at_tz"], "2024-03-01T12:00:00Z");
+    assert_eq!(
+        after["clock"], 36_930_000_000_i64,
+        "time: microseconds since midnight"
+    );
+    assert_eq!(after["doc"], r#"{"a": [1, 2]}"#);
+    assert_eq!(after["raw"], "Af8=");
+    assert_eq!(after["feeling"], "happy");
+    assert_eq!(after["scores"], json!([1, null, 3]));
+    assert_eq!(after["label"], "bike");
+
+    // The schema names Debezium's logical types.
+    let schema = &record.value.as_ref().unwrap()["schema"];
+    let after_fields = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "after")
+        .unwrap();
+    let name_of = |field: &str| {
+        after_fields["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == field)
+            .unwrap()["name"]
+            .clone()
+    };
+    assert_eq!(name_of("id"), "io.debezium.data.Uuid");
+    assert_eq!(name_of("amount"), "org.apache.kafka.connect.data.Decimal");
+    assert_eq!(name_of("at_tz"), "io.debezium.time.ZonedTimestamp");
+    assert_eq!(name_of("doc"), "io.debezium.data.Json");
+    assert_eq!(name_of("feeling"), "io.debezium.data.Enum");
+    worker.kill9();
+    scenario.cleanup().await;
+}
