@@ -108,13 +108,7 @@ pub async fn run(
     ));
 
     let result: Result<Outcome, RunError> = match &config.source {
-        Source::Postgres(pg) => postgres::run(&ctx, pg, shutdown.clone())
-            .await
-            .map(|ending| match ending {
-                postgres::Ending::Stopped => Outcome::Stopped,
-                postgres::Ending::SnapshotCompleted => Outcome::Completed,
-            })
-            .map_err(RunError::from),
+        Source::Postgres(pg) => run_postgres(&ctx, pg, &shutdown).await,
         Source::Datagen(spec) => datagen::run(&ctx, spec, shutdown.clone())
             .await
             .map(|sent| {
@@ -143,6 +137,41 @@ pub async fn run(
     }
     pipeline.close(Duration::from_secs(10));
     result
+}
+
+/// Longest pause between attempts after a transient source failure.
+const MAX_RETRY_DELAY: Duration = Duration::from_mins(1);
+
+/// Runs the Postgres source, starting it again after transient failures (the
+/// database restarting, a connection cut) with exponential backoff. A
+/// restart resumes from the slot, so nothing unconfirmed is lost.
+async fn run_postgres(
+    ctx: &RunContext,
+    pg: &crate::config::PostgresConfig,
+    shutdown: &CancellationToken,
+) -> Result<Outcome, RunError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        match postgres::run(ctx, pg, shutdown.clone()).await {
+            Ok(postgres::Ending::Stopped) => return Ok(Outcome::Stopped),
+            Ok(postgres::Ending::SnapshotCompleted) => return Ok(Outcome::Completed),
+            Err(error) if error.is_transient() && !shutdown.is_cancelled() => {
+                ctx.telemetry.errors.inc();
+                if started.elapsed() > MAX_RETRY_DELAY {
+                    delay = Duration::from_secs(1); // it ran fine for a while
+                }
+                tracing::warn!(%error, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "source failed; restarting it");
+                ctx.telemetry.set_state_only("Retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(Outcome::Stopped),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 fn snapshot_status(

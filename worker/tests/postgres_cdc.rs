@@ -811,3 +811,57 @@ async fn column_types_map_as_debezium_maps_them() {
     worker.kill9();
     scenario.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_replication_connection_is_resumed_without_loss() {
+    let scenario = Scenario::new("cdc-cut").await;
+    let db = scenario.db().await;
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut worker = scenario.start_worker(&scenario.connector_yaml("      snapshotMode: NoData\n", "json"));
+    tributary_testkit::eventually("slot created", WAIT, || async {
+        Ok(scenario.confirmed_flush().await)
+    })
+    .await
+    .unwrap();
+    db.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    records(&scenario, "t", 1).await;
+
+    // The database ends the walsender (as a failover or restart would).
+    let terminated: bool = db
+        .query_one(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&scenario.slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    db.batch_execute("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3);")
+        .await
+        .unwrap();
+    // Unconfirmed changes are replayed (duplicates allowed); none is missing.
+    let ids = tributary_testkit::eventually("all rows after the reconnect", WAIT, || async {
+        let rows = support::read_to_end(&scenario.endpoints.kafka_bootstrap, &scenario.topic("t")).await;
+        let ids: BTreeSet<i64> = rows
+            .iter()
+            .map(|r| r.key_payload()["id"].as_i64().unwrap())
+            .collect();
+        Ok((ids.len() == 3).then_some(ids))
+    })
+    .await;
+    assert_eq!(ids.ok(), Some(BTreeSet::from([1, 2, 3])), "{}", worker.log_text());
+    assert!(
+        worker.running(),
+        "the worker reconnects instead of exiting:\n{}",
+        worker.log_text()
+    );
+    assert!(
+        worker.log_text().contains("restarting it"),
+        "{}",
+        worker.log_text()
+    );
+    worker.kill9();
+    scenario.cleanup().await;
+}

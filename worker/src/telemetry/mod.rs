@@ -106,7 +106,8 @@ impl Telemetry {
         self.set_state_only("Failed");
     }
 
-    fn set_state_only(&self, state: &str) {
+    /// Sets the state name without touching readiness.
+    pub fn set_state_only(&self, state: &str) {
         if let Ok(mut current) = self.state.lock() {
             state.clone_into(&mut current);
         }

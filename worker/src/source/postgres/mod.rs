@@ -110,6 +110,28 @@ pub enum PostgresError {
     SlotInUse(String),
 }
 
+impl PostgresError {
+    /// True for failures a later attempt can get past without a config
+    /// change: connections refused or cut, the slot still held by a worker
+    /// that is going away, queries failing because the session died.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::Replication { .. }
+            | Self::SlotInUse(_)
+            | Self::Catalog(_)
+            | Self::Snapshot(SnapshotError::Query { .. }) => true,
+            Self::Setup(SetupError::Statement { source, .. }) => source.is_closed(),
+            Self::Setup(_)
+            | Self::Snapshot(_)
+            | Self::Row { .. }
+            | Self::Event(_)
+            | Self::Delivery(_)
+            | Self::Offsets(_) => false,
+        }
+    }
+}
+
 fn replication(what: &'static str) -> impl FnOnce(pg_walstream::ReplicationError) -> PostgresError {
     move |e| PostgresError::Replication {
         what,
