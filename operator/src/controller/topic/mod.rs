@@ -112,12 +112,7 @@ async fn sync(topic: &Topic, ctx: &TopicContext) -> Result<Outcome, Failure> {
         replication_factor: topic.spec.replication_factor,
         configs: topic.spec.configs.clone(),
     };
-    let status = topic.status.as_ref();
-    let options = PlanOptions {
-        drift_policy: topic.spec.drift_policy,
-        spec_changed: status.and_then(|s| s.observed_generation) != topic.metadata.generation,
-        existed_before: status.is_some_and(|s| s.partitions.is_some()),
-    };
+    let options = plan_options(topic);
     let plan = plan::plan(&desired, observed.as_ref(), options);
 
     if let Some(outcome) = blocked(&plan, &name, observed.as_ref()) {
@@ -157,6 +152,25 @@ async fn sync(topic: &Topic, ctx: &TopicContext) -> Result<Outcome, Failure> {
         observed: Some(now),
         drift: remaining,
     })
+}
+
+/// What the plan needs to know besides desired and observed state (pure).
+///
+/// The spec counts as changed only when status records an older generation.
+/// Without a status (first reconcile, or a cached copy of the object that
+/// predates the first status write) nothing says the user changed anything:
+/// under `Report` an existing topic is then only reported, never modified.
+/// (Treating a missing status as a change once let a stale cached object
+/// revert an out-of-band change that `Report` had to leave alone.)
+pub fn plan_options(topic: &Topic) -> PlanOptions {
+    let status = topic.status.as_ref();
+    PlanOptions {
+        drift_policy: topic.spec.drift_policy,
+        spec_changed: status
+            .and_then(|s| s.observed_generation)
+            .is_some_and(|observed| Some(observed) != topic.metadata.generation),
+        existed_before: status.is_some_and(|s| s.partitions.is_some()),
+    }
 }
 
 /// read (cluster, Secrets, the topic in Kafka) and validate (name conflicts).
@@ -453,6 +467,27 @@ mod tests {
             conflicting_owner(&second, &all, "main").as_deref(),
             Some("team-a/orders")
         );
+    }
+
+    #[test]
+    fn only_a_recorded_older_generation_counts_as_a_spec_change() {
+        let mut reported = (*topic("t", "1", 100, None)).clone();
+        reported.spec.drift_policy = DriftPolicy::Report;
+        reported.metadata.generation = Some(2);
+        assert!(
+            !plan_options(&reported).spec_changed,
+            "no status: nothing to compare"
+        );
+        reported.status = Some(TopicStatus {
+            observed_generation: Some(1),
+            ..TopicStatus::default()
+        });
+        assert!(plan_options(&reported).spec_changed);
+        reported.status = Some(TopicStatus {
+            observed_generation: Some(2),
+            ..TopicStatus::default()
+        });
+        assert!(!plan_options(&reported).spec_changed);
     }
 
     #[test]
