@@ -1,7 +1,7 @@
 # Tributary developer entry points. `make help` lists them.
 SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
-SERVICES := postgres kafka registry opensearch k8s helm
+SERVICES := postgres kafka registry opensearch k8s helm connect
 
 .PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
@@ -13,7 +13,7 @@ help: ## List the targets
 prereqs: ## Install build prerequisites (Debian packages, Rust components)
 	bash scripts/prereqs.sh
 
-infra-up: ## Start all local services (Postgres, Kafka, registry, OpenSearch, Kubernetes, Helm)
+infra-up: ## Start all local services (Postgres, Kafka, registry, OpenSearch, Kubernetes, Helm, Kafka Connect + Debezium)
 	bash $(INFRA) up
 
 infra-down: ## Stop all local services

@@ -2,10 +2,11 @@
 # Entry point for the local test infrastructure; `make infra-*` calls this.
 # Usage: infra.sh up|down|status|install [SERVICE...]
 #        infra.sh running            (prints the services running now)
-# Services, in start order: postgres kafka registry opensearch k8s helm
+# Services, in start order: postgres kafka registry opensearch k8s helm connect
+# (helm and connect are tools: "up" installs them, there is nothing to stop)
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ALL=(postgres kafka registry opensearch k8s helm)
+ALL=(postgres kafka registry opensearch k8s helm connect)
 
 cmd="${1:-}"; shift || true
 services=("$@"); (( ${#services[@]} )) || services=("${ALL[@]}")
