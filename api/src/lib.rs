@@ -23,6 +23,7 @@ pub mod crd;
 pub mod kafka_cluster;
 pub mod schema;
 pub mod topic;
+pub mod transform;
 
 pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, HasConditions, Health, SecretKeyRef};
 pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
