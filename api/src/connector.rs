@@ -1,5 +1,5 @@
-//! `Connector`: one source (or, later, sink) that moves records between an
-//! outside system and Kafka, run by one `tributary-worker`.
+//! `Connector`: one source or sink that moves records between an outside
+//! system and Kafka, run by one `tributary-worker`.
 //!
 //! Data model: `spec.source` holds exactly one typed block per connector type
 //! (`postgres`, `datagen`), never a free-form map, so a typo is refused by the
@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ClusterRef, Properties, SecretKeyRef};
+use crate::sink::SinkSpec;
 
 /// A source or sink connector.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,7 +29,7 @@ use crate::common::{ClusterRef, Properties, SecretKeyRef};
     status = "ConnectorStatus",
     shortname = "kconn",
     category = "tributary",
-    doc = "A connector run by Tributary: change data capture or generated data into Kafka.",
+    doc = "A connector run by Tributary: change data capture or generated data into Kafka, or records from Kafka into a search index, a database or a webhook.",
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -42,7 +43,7 @@ use crate::common::{ClusterRef, Properties, SecretKeyRef};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("has(self.source)").message("spec.source is required").reason(Reason::FieldValueRequired).field_path(".source"))]
+#[x_kube(validation = Rule::new("[has(self.source), has(self.sink)].filter(x, x).size() == 1").message("spec must set exactly one of source or sink").reason(Reason::FieldValueInvalid))]
 pub struct ConnectorSpec {
     /// The `KafkaCluster` records are written to. Absent: the namespace's only KafkaCluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +52,12 @@ pub struct ConnectorSpec {
     /// Where records come from: exactly one of `postgres` or `datagen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceSpec>,
+
+    /// Where records from Kafka go: topics read and exactly one target
+    /// (`opensearch`, `postgres` or `http`). Exactly one of `source` or
+    /// `sink` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkSpec>,
 
     /// How record keys and values are serialised. Default: JSON with the
     /// Kafka Connect schema envelope for both, as Kafka Connect's default

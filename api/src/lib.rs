@@ -22,6 +22,7 @@ pub mod connector;
 pub mod crd;
 pub mod kafka_cluster;
 pub mod schema;
+pub mod sink;
 pub mod topic;
 pub mod transform;
 

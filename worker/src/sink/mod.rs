@@ -1,0 +1,66 @@
+//! Sinks: write records read from Kafka into an outside system.
+//!
+//! Data model: the sink runtime consumes a batch of decoded, transformed
+//! [`Record`]s and hands it to one [`SinkWriter`]. The writer answers for the
+//! whole batch:
+//!
+//! ```text
+//!   Ok(outcome)          every record is durable in the target, except the
+//!                        ones in outcome.rejected (permanently refused, e.g.
+//!                        a mapping error): those go to the dead-letter topic
+//!                        or stop the connector, per spec.errors.tolerance
+//!   Err(Retryable)       nothing may be assumed written: the runtime retries
+//!                        the batch with backoff (honouring retry_after)
+//!   Err(Fatal)           the connector stops with the message in its status
+//! ```
+//!
+//! Offsets are committed only after `Ok`, so delivery is at-least-once, and
+//! effectively once where the writer is idempotent by key.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use crate::record::Record;
+
+/// Writes batches into one target system.
+pub trait SinkWriter: Send {
+    /// Writes `batch` (in partition order). See the module docs for the contract.
+    fn write(&mut self, batch: &[Record]) -> impl Future<Output = Result<WriteOutcome, SinkError>> + Send;
+}
+
+/// What a successful write left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Records the target refused for good, by index into the batch.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A record the target refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Index of the record in the batch.
+    pub index: usize,
+    /// A stable class of the error, e.g. `mapper_parsing_exception` or `23502`.
+    pub class: String,
+    /// The target's message (never containing secret values).
+    pub message: String,
+}
+
+/// A failed write of a whole batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The target is down, overloaded or timed out: retry the batch.
+    #[error("{message}")]
+    Retryable {
+        /// What happened.
+        message: String,
+        /// The target's advice on when to retry (e.g. HTTP `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help (e.g. authentication refused, bad configuration).
+    #[error("{message}")]
+    Fatal {
+        /// What happened.
+        message: String,
+    },
+}
