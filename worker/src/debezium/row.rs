@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::envelope::UNAVAILABLE_VALUE;
-use super::value::{PgType, ValueError, convert};
+use super::value::{PgType, ValueError, convert, fallback};
 
 /// A table column as a Relation message describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +14,25 @@ pub struct Column {
     pub pg_type: PgType,
     /// Part of the replica identity (the primary key under REPLICA IDENTITY DEFAULT).
     pub key: bool,
+    /// May be NULL (not a key column, no NOT NULL constraint); Debezium
+    /// marks the other fields non-optional.
+    pub optional: bool,
+    /// The schema default (see `value::column_default`), written for a NULL
+    /// as Connect's `JsonConverter` does.
+    pub default: Option<Value>,
+}
+
+impl Column {
+    /// A column without a default, optional unless it is a key column.
+    pub fn new(name: impl Into<String>, pg_type: PgType, key: bool) -> Self {
+        Self {
+            name: name.into(),
+            pg_type,
+            key,
+            optional: !key,
+            default: None,
+        }
+    }
 }
 
 /// One column value of a tuple as pgoutput sends it.
@@ -76,7 +95,15 @@ fn image(
         .filter(|(column, _)| include(column))
         .map(|(column, datum)| {
             let value = match datum {
-                Datum::Null => Value::Null,
+                // A NULL where the schema has a default (Connect writes the
+                // default), or where it allows none (an old-key tuple's
+                // non-key columns): Debezium's value, never a null the
+                // schema forbids.
+                Datum::Null => match &column.default {
+                    Some(default) => default.clone(),
+                    None if column.optional => Value::Null,
+                    None => fallback(&column.pg_type),
+                },
                 Datum::UnchangedToast => unavailable(&column.pg_type),
                 Datum::Text(text) => convert(&column.pg_type, text).map_err(|source| RowError::Value {
                     column: column.name.clone(),
@@ -108,27 +135,35 @@ mod tests {
 
     fn order_items() -> Vec<Column> {
         vec![
-            Column {
-                name: "order_id".into(),
-                pg_type: PgType::Int4,
-                key: true,
-            },
-            Column {
-                name: "item_id".into(),
-                pg_type: PgType::Int4,
-                key: true,
-            },
-            Column {
-                name: "price".into(),
-                pg_type: PgType::Numeric(Some((10, 2))),
-                key: false,
-            },
-            Column {
-                name: "note".into(),
-                pg_type: PgType::Text,
-                key: false,
-            },
+            Column::new("order_id", PgType::Int4, true),
+            Column::new("item_id", PgType::Int4, true),
+            Column::new("price", PgType::Numeric(Some((10, 2))), false),
+            Column::new("note", PgType::Text, false),
         ]
+    }
+
+    #[test]
+    fn nulls_in_non_optional_columns_take_the_default_or_the_zero() {
+        let mut quantity = Column::new("quantity", PgType::Int4, false);
+        quantity.optional = false;
+        let mut status = Column::new("status", PgType::Text, false);
+        status.default = Some(json!("new"));
+        let columns = [
+            Column::new("id", PgType::Int4, true),
+            quantity,
+            status,
+            Column::new("note", PgType::Text, false),
+        ];
+        // An old-key tuple (REPLICA IDENTITY DEFAULT): only the key is sent.
+        let image = row_image(
+            &columns,
+            &[Datum::Text("7"), Datum::Null, Datum::Null, Datum::Null],
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(image),
+            json!({"id": 7, "quantity": 0, "status": "new", "note": null})
+        );
     }
 
     #[test]

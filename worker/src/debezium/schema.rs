@@ -12,7 +12,7 @@ pub fn key_schema(prefix: &str, schema: &str, table: &str, columns: &[Column]) -
     let fields: Vec<Value> = columns
         .iter()
         .filter(|c| c.key)
-        .map(|c| connect_schema(&c.pg_type, &c.name, false))
+        .map(|c| connect_schema(&c.pg_type, &c.name, false, c.default.as_ref()))
         .collect();
     json!({"type": "struct", "fields": fields, "optional": false, "name": format!("{prefix}.{schema}.{table}.Key")})
 }
@@ -21,7 +21,7 @@ pub fn key_schema(prefix: &str, schema: &str, table: &str, columns: &[Column]) -
 pub fn envelope_schema(prefix: &str, schema: &str, table: &str, columns: &[Column]) -> Value {
     let row_fields: Vec<Value> = columns
         .iter()
-        .map(|c| connect_schema(&c.pg_type, &c.name, !c.key))
+        .map(|c| connect_schema(&c.pg_type, &c.name, c.optional, c.default.as_ref()))
         .collect();
     let row = |field: &str| {
         json!({"type": "struct", "fields": row_fields, "optional": true,
@@ -53,9 +53,12 @@ pub fn envelope_schema(prefix: &str, schema: &str, table: &str, columns: &[Colum
                     field("int64", true, "txId"),
                     field("int64", true, "lsn"),
                     field("int64", true, "xmin"),
+                    field("string", true, "origin"),
+                    field("int64", true, "origin_lsn"),
                 ],
                 "optional": false,
                 "name": "io.debezium.connector.postgresql.Source",
+                "version": 1,
                 "field": "source"
             },
             {
@@ -97,16 +100,8 @@ mod tests {
 
     fn columns() -> Vec<Column> {
         vec![
-            Column {
-                name: "id".into(),
-                pg_type: PgType::Int4,
-                key: true,
-            },
-            Column {
-                name: "rating".into(),
-                pg_type: PgType::Int2,
-                key: false,
-            },
+            Column::new("id", PgType::Int4, true),
+            Column::new("rating", PgType::Int2, false),
         ]
     }
 

@@ -48,8 +48,8 @@ pub enum PgType {
     Date,
     /// `timestamp` with its fractional-second precision (default 6).
     Timestamp(u32),
-    /// `timestamptz`.
-    TimestampTz,
+    /// `timestamptz` with its fractional-second precision (default 6).
+    TimestampTz(u32),
     /// `time` with its fractional-second precision (default 6).
     Time(u32),
     /// `uuid`.
@@ -122,7 +122,7 @@ pub fn convert(pg_type: &PgType, text: &str) -> Result<Value, ValueError> {
                 json!(micros)
             }
         }
-        PgType::TimestampTz => Value::String(zoned_timestamp(text)?),
+        PgType::TimestampTz(precision) => Value::String(zoned_timestamp(text, *precision)?),
         PgType::Time(precision) => {
             let micros = time_micros(text)?;
             if *precision <= 3 {
@@ -142,60 +142,152 @@ pub fn convert(pg_type: &PgType, text: &str) -> Result<Value, ValueError> {
 }
 
 /// The Connect schema of a column of this type (for the JSON-with-schema
-/// format), as Debezium declares it.
-pub fn connect_schema(pg_type: &PgType, field: &str, optional: bool) -> Value {
-    let mut schema = match pg_type {
-        PgType::Bool => json!({"type": "boolean"}),
-        PgType::Int2 => json!({"type": "int16"}),
-        PgType::Int4 => json!({"type": "int32"}),
-        PgType::Int8 => json!({"type": "int64"}),
-        PgType::Float4 => json!({"type": "float"}),
-        PgType::Float8 => json!({"type": "double"}),
-        PgType::Numeric(Some((precision, scale))) => json!({
-            "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-            "parameters": {"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}
-        }),
-        PgType::Numeric(None) => json!({
-            "type": "struct", "name": "io.debezium.data.VariableScaleDecimal", "version": 1,
-            "doc": "Variable scaled decimal",
-            "fields": [{"type": "int32", "optional": false, "field": "scale"},
-                       {"type": "bytes", "optional": false, "field": "value"}]
-        }),
-        PgType::Text => json!({"type": "string"}),
-        PgType::Date => json!({"type": "int32", "name": "io.debezium.time.Date", "version": 1}),
-        PgType::Timestamp(p) if *p <= 3 => {
-            json!({"type": "int64", "name": "io.debezium.time.Timestamp", "version": 1})
-        }
-        PgType::Timestamp(_) => {
-            json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp", "version": 1})
-        }
-        PgType::TimestampTz => {
-            json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp", "version": 1})
-        }
-        PgType::Time(p) if *p <= 3 => json!({"type": "int32", "name": "io.debezium.time.Time", "version": 1}),
-        PgType::Time(_) => json!({"type": "int64", "name": "io.debezium.time.MicroTime", "version": 1}),
-        PgType::Uuid => json!({"type": "string", "name": "io.debezium.data.Uuid", "version": 1}),
-        PgType::Json => json!({"type": "string", "name": "io.debezium.data.Json", "version": 1}),
-        PgType::Bytea => json!({"type": "bytes"}),
-        PgType::Enum(labels) => json!({
-            "type": "string", "name": "io.debezium.data.Enum", "version": 1,
-            "parameters": {"allowed": labels.join(",")}
-        }),
-        PgType::Array(element) => {
-            let mut items = connect_schema(element, "", true);
-            if let Some(items) = items.as_object_mut() {
-                items.remove("field");
-            }
-            json!({"type": "array", "items": items})
-        }
+/// format), as Debezium declares it, with the column's default value.
+/// Attributes are in the order Connect's `JsonConverter` writes them.
+pub fn connect_schema(pg_type: &PgType, field: &str, optional: bool, default: Option<&Value>) -> Value {
+    let (type_, name, parameters) = match pg_type {
+        PgType::Bool => ("boolean", None, None),
+        PgType::Int2 => ("int16", None, None),
+        PgType::Int4 => ("int32", None, None),
+        PgType::Int8 => ("int64", None, None),
+        PgType::Float4 => ("float", None, None),
+        PgType::Float8 => ("double", None, None),
+        PgType::Numeric(Some((precision, scale))) => (
+            "bytes",
+            Some("org.apache.kafka.connect.data.Decimal"),
+            Some(json!({"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()})),
+        ),
+        PgType::Numeric(None) => ("struct", Some("io.debezium.data.VariableScaleDecimal"), None),
+        PgType::Text => ("string", None, None),
+        PgType::Date => ("int32", Some("io.debezium.time.Date"), None),
+        PgType::Timestamp(p) if *p <= 3 => ("int64", Some("io.debezium.time.Timestamp"), None),
+        PgType::Timestamp(_) => ("int64", Some("io.debezium.time.MicroTimestamp"), None),
+        PgType::TimestampTz(_) => ("string", Some("io.debezium.time.ZonedTimestamp"), None),
+        PgType::Time(p) if *p <= 3 => ("int32", Some("io.debezium.time.Time"), None),
+        PgType::Time(_) => ("int64", Some("io.debezium.time.MicroTime"), None),
+        PgType::Uuid => ("string", Some("io.debezium.data.Uuid"), None),
+        PgType::Json => ("string", Some("io.debezium.data.Json"), None),
+        PgType::Bytea => ("bytes", None, None),
+        PgType::Enum(labels) => (
+            "string",
+            Some("io.debezium.data.Enum"),
+            Some(json!({"allowed": labels.join(",")})),
+        ),
+        PgType::Array(_) => ("array", None, None),
     };
-    if let Some(object) = schema.as_object_mut() {
-        object.insert("optional".to_owned(), Value::Bool(optional));
-        if !field.is_empty() {
-            object.insert("field".to_owned(), Value::String(field.to_owned()));
+    let mut schema = serde_json::Map::new();
+    schema.insert("type".to_owned(), json!(type_));
+    match pg_type {
+        PgType::Array(element) => {
+            schema.insert("items".to_owned(), connect_schema(element, "", true, None));
         }
+        PgType::Numeric(None) => {
+            schema.insert(
+                "fields".to_owned(),
+                json!([{"type": "int32", "optional": false, "field": "scale"},
+                       {"type": "bytes", "optional": false, "field": "value"}]),
+            );
+        }
+        _ => {}
     }
-    schema
+    schema.insert("optional".to_owned(), Value::Bool(optional));
+    if let Some(name) = name {
+        schema.insert("name".to_owned(), json!(name));
+        schema.insert("version".to_owned(), json!(1));
+    }
+    if matches!(pg_type, PgType::Numeric(None)) {
+        schema.insert("doc".to_owned(), json!("Variable scaled decimal"));
+    }
+    if let Some(parameters) = parameters {
+        schema.insert("parameters".to_owned(), parameters);
+    }
+    if let Some(default) = default {
+        schema.insert("default".to_owned(), default.clone());
+    }
+    if !field.is_empty() {
+        schema.insert("field".to_owned(), Value::String(field.to_owned()));
+    }
+    Value::Object(schema)
+}
+
+/// The value Debezium writes for a NULL in a column that is not optional
+/// (NOT NULL, or a key column missing from an old-key tuple) and has no
+/// default: the type's zero.
+pub fn fallback(pg_type: &PgType) -> Value {
+    match pg_type {
+        PgType::Bool => Value::Bool(false),
+        PgType::Int2
+        | PgType::Int4
+        | PgType::Int8
+        | PgType::Date
+        | PgType::Timestamp(_)
+        | PgType::Time(_) => json!(0),
+        PgType::Float4 | PgType::Float8 => json!(0.0),
+        // Unscaled zero as one big-endian byte.
+        PgType::Numeric(Some(_)) => json!("AA=="),
+        PgType::Numeric(None) => json!({"scale": 0, "value": "AA=="}),
+        PgType::TimestampTz(_) => json!("1970-01-01T00:00:00Z"),
+        PgType::Text | PgType::Uuid | PgType::Json | PgType::Bytea | PgType::Enum(_) => json!(""),
+        PgType::Array(_) => json!([]),
+    }
+}
+
+/// The schema default of a column, from its default expression as
+/// `pg_get_expr` prints it, as Debezium derives it: a literal
+/// (`'2024-03-01'::date`, `42`, `true`, `'-1'::integer`) is converted like a
+/// value; anything else (`nextval(…)`, `now()`) has no value the connector
+/// can know, so a non-optional column gets the type's zero and an optional
+/// one no default.
+pub fn column_default(pg_type: &PgType, expression: Option<&str>, optional: bool) -> Option<Value> {
+    let zero = || (!optional).then(|| fallback(pg_type));
+    match literal(expression?) {
+        Some(Literal::Null) => None,
+        Some(Literal::Text(text)) => convert(pg_type, &text).ok().or_else(zero),
+        None => zero(),
+    }
+}
+
+/// A literal default expression.
+enum Literal {
+    /// `NULL` (with or without a cast).
+    Null,
+    /// A value in text form, e.g. `2024-03-01` of `'2024-03-01'::date`.
+    Text(String),
+}
+
+/// The literal a default expression is, if it is one.
+fn literal(expression: &str) -> Option<Literal> {
+    let expression = expression.trim();
+    if expression.starts_with("NULL") {
+        return Some(Literal::Null);
+    }
+    if let Some(quoted) = expression.strip_prefix('\'') {
+        // 'text'::type, with '' for a quote inside; the cast must name a type, not call anything.
+        let mut text = String::new();
+        let mut chars = quoted.chars().peekable();
+        loop {
+            match chars.next() {
+                Some('\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    text.push('\'');
+                }
+                Some('\'') => break,
+                Some(c) => text.push(c),
+                None => return None,
+            }
+        }
+        let rest: String = chars.collect();
+        return ((rest.is_empty() || rest.starts_with("::")) && !rest.contains('('))
+            .then_some(Literal::Text(text));
+    }
+    let bare = expression.split("::").next().unwrap_or(expression);
+    let is_literal = bare == "true"
+        || bare == "false"
+        || (!bare.is_empty()
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')));
+    is_literal.then(|| Literal::Text(bare.trim_matches(['(', ')']).to_owned()))
 }
 
 fn float(text: &str) -> Result<Value, ValueError> {
@@ -281,13 +373,19 @@ fn normalise_offset(text: &str) -> String {
     format!("{stamp}{offset}")
 }
 
-fn zoned_timestamp(text: &str) -> Result<String, ValueError> {
+fn zoned_timestamp(text: &str, precision: u32) -> Result<String, ValueError> {
     let timestamp: jiff::Timestamp = normalise_offset(text)
         .parse()
         .map_err(|e: jiff::Error| invalid("timestamptz", text, e.to_string()))?;
-    // ISO-8601 in UTC with the fraction's trailing zeros dropped, as Java's
-    // ISO_OFFSET_DATE_TIME prints it.
-    Ok(timestamp.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+    // ISO-8601 in UTC with as many fraction digits as the column's precision
+    // (zeros kept), as Debezium's ZonedTimestamp prints it.
+    let seconds = timestamp.strftime("%Y-%m-%dT%H:%M:%S");
+    let digits = usize::try_from(precision.min(6)).unwrap_or(6);
+    if digits == 0 {
+        return Ok(format!("{seconds}Z"));
+    }
+    let micros = format!("{:06}", timestamp.subsec_microsecond());
+    Ok(format!("{seconds}.{}Z", &micros[..digits]))
 }
 
 fn time_micros(text: &str) -> Result<i64, ValueError> {
@@ -386,6 +484,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn column_defaults_as_debezium_derives_them() {
+        let date = PgType::Date;
+        assert_eq!(
+            column_default(&date, Some("'2024-03-01'::date"), false),
+            Some(json!(19783))
+        );
+        assert_eq!(column_default(&PgType::Int4, Some("42"), true), Some(json!(42)));
+        assert_eq!(
+            column_default(&PgType::Int4, Some("'-1'::integer"), true),
+            Some(json!(-1))
+        );
+        assert_eq!(
+            column_default(&PgType::Bool, Some("true"), true),
+            Some(json!(true))
+        );
+        assert_eq!(
+            column_default(&PgType::Text, Some("'it''s'::text"), true),
+            Some(json!("it's"))
+        );
+        // A sequence or a function: the type's zero when NOT NULL, else none.
+        let serial = Some("nextval('customers_id_seq'::regclass)");
+        assert_eq!(column_default(&PgType::Int4, serial, false), Some(json!(0)));
+        assert_eq!(column_default(&PgType::Int4, serial, true), None);
+        assert_eq!(column_default(&PgType::TimestampTz(6), Some("now()"), true), None);
+        assert_eq!(column_default(&PgType::Text, Some("NULL::text"), true), None);
+        assert_eq!(column_default(&PgType::Int4, None, false), None);
+    }
+
+    #[test]
+    fn schema_attributes_in_json_converter_order() {
+        let schema = connect_schema(&PgType::Date, "day", false, Some(&json!(19783)));
+        let keys: Vec<&str> = schema.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["type", "optional", "name", "version", "default", "field"]);
+        let free = connect_schema(&PgType::Numeric(None), "free", true, None);
+        let keys: Vec<&str> = free.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["type", "fields", "optional", "name", "version", "doc", "field"]
+        );
+    }
+
+    #[test]
     fn scalars() {
         assert_eq!(convert(&PgType::Bool, "t").unwrap(), json!(true));
         assert_eq!(
@@ -438,11 +578,15 @@ mod tests {
             json!(1500)
         );
         assert_eq!(
-            convert(&PgType::TimestampTz, "2026-11-22 08:30:00.25+01").unwrap(),
-            json!("2026-11-22T07:30:00.25Z")
+            convert(&PgType::TimestampTz(6), "2026-11-22 08:30:00.25+01").unwrap(),
+            json!("2026-11-22T07:30:00.250000Z")
         );
         assert_eq!(
-            convert(&PgType::TimestampTz, "2026-11-22 07:30:00+05:30").unwrap(),
+            convert(&PgType::TimestampTz(3), "2026-11-22 07:30:00+05:30").unwrap(),
+            json!("2026-11-22T02:00:00.000Z")
+        );
+        assert_eq!(
+            convert(&PgType::TimestampTz(0), "2026-11-22 07:30:00+05:30").unwrap(),
             json!("2026-11-22T02:00:00Z")
         );
         assert_eq!(
@@ -485,16 +629,16 @@ mod tests {
     #[test]
     fn schemas_carry_debezium_logical_names() {
         assert_eq!(
-            connect_schema(&PgType::Numeric(Some((10, 2))), "price", false),
+            connect_schema(&PgType::Numeric(Some((10, 2))), "price", false, None),
             json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
                    "parameters": {"scale": "2", "connect.decimal.precision": "10"},
                    "optional": false, "field": "price"})
         );
         assert_eq!(
-            connect_schema(&PgType::Timestamp(6), "created_at", true)["name"],
+            connect_schema(&PgType::Timestamp(6), "created_at", true, None)["name"],
             json!("io.debezium.time.MicroTimestamp")
         );
-        let array = connect_schema(&PgType::Array(Box::new(PgType::Text)), "tags", true);
+        let array = connect_schema(&PgType::Array(Box::new(PgType::Text)), "tags", true, None);
         assert_eq!(array["items"], json!({"type": "string", "optional": true}));
     }
 }

@@ -437,26 +437,10 @@ mod tests {
 
     fn columns() -> Vec<Column> {
         vec![
-            Column {
-                name: "id".into(),
-                pg_type: PgType::Int4,
-                key: true,
-            },
-            Column {
-                name: "price".into(),
-                pg_type: PgType::Numeric(Some((10, 2))),
-                key: false,
-            },
-            Column {
-                name: "tags".into(),
-                pg_type: PgType::Array(Box::new(PgType::Text)),
-                key: false,
-            },
-            Column {
-                name: "small".into(),
-                pg_type: PgType::Int2,
-                key: false,
-            },
+            Column::new("id", PgType::Int4, true),
+            Column::new("price", PgType::Numeric(Some((10, 2))), false),
+            Column::new("tags", PgType::Array(Box::new(PgType::Text)), false),
+            Column::new("small", PgType::Int2, false),
         ]
     }
 
@@ -477,7 +461,8 @@ mod tests {
             "after": {"id": 1, "price": "AfvP", "tags": ["a", null], "small": 3},
             "source": {"version": "v", "connector": "postgresql", "name": "shop-1", "ts_ms": 1,
                        "snapshot": "false", "db": "shop", "sequence": null, "ts_us": 1, "ts_ns": 1,
-                       "schema": "public", "table": "products", "txId": 7, "lsn": 9, "xmin": null},
+                       "schema": "public", "table": "products", "txId": 7, "lsn": 9, "xmin": null,
+                       "origin": null, "origin_lsn": null},
             "op": "c", "ts_ms": 2, "ts_us": 2, "ts_ns": 2, "transaction": null
         });
         let bytes = writer.encode(&payload).unwrap();

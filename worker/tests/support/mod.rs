@@ -5,6 +5,9 @@
 // Test helpers fail loudly, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod debezium;
+pub mod fixtures;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -182,10 +185,12 @@ async fn drop_leftovers(postgres: &str, slot: &str, database: &str) {
         return;
     };
     tokio::spawn(connection);
+    // Every slot on the scenario's database too (a peer such as Debezium has its own).
     let _ = admin
         .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+             WHERE slot_name = $1 OR (database = $2 AND NOT active)",
+            &[&slot, &database],
         )
         .await;
     let _ = admin

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use tokio_postgres::Client;
 
 use crate::debezium::row::Column;
-use crate::debezium::value::PgType;
+use crate::debezium::value::{PgType, column_default};
 
 /// A catalog query failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +105,11 @@ impl Catalog {
         let rows = client
             .query(
                 "SELECT a.attname::text, a.atttypid, a.atttypmod, \
-                        COALESCE(a.attnum = ANY(i.indkey::int2[]), false) \
+                        COALESCE(a.attnum = ANY(i.indkey::int2[]), false), a.attnotnull, \
+                        pg_get_expr(d.adbin, d.adrelid) \
                  FROM pg_attribute a \
                  LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum",
                 &[&oid],
@@ -117,10 +119,15 @@ impl Catalog {
         let mut columns = Vec::with_capacity(rows.len());
         for row in rows {
             let pg_type = self.pg_type(client, row.get(1), row.get(2)).await?;
+            let key: bool = row.get(3);
+            let optional = !key && !row.get::<_, bool>(4);
+            let default = column_default(&pg_type, row.get::<_, Option<&str>>(5), optional);
             columns.push(Column {
                 name: row.get(0),
                 pg_type,
-                key: row.get(3),
+                key,
+                optional,
+                default,
             });
         }
         Ok(CatalogTable {
@@ -191,7 +198,7 @@ pub fn type_from_name(name: &str, typmod: i32) -> PgType {
         }
         "date" => PgType::Date,
         "timestamp" => PgType::Timestamp(precision()),
-        "timestamptz" => PgType::TimestampTz,
+        "timestamptz" => PgType::TimestampTz(precision()),
         "time" => PgType::Time(precision()),
         "uuid" => PgType::Uuid,
         "json" | "jsonb" => PgType::Json,

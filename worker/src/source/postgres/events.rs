@@ -341,6 +341,8 @@ impl EventBuilder {
                 tx_id: position.tx_id,
                 lsn: position.lsn.and_then(|l| i64::try_from(l).ok()),
                 xmin: None,
+                origin: None,
+                origin_lsn: None,
             },
             op,
             ts_ms: now_micros.div_euclid(1000),
@@ -411,16 +413,8 @@ mod tests {
             "public",
             "orders",
             vec![
-                Column {
-                    name: "id".into(),
-                    pg_type: PgType::Int4,
-                    key: true,
-                },
-                Column {
-                    name: "status".into(),
-                    pg_type: PgType::Text,
-                    key: false,
-                },
+                Column::new("id", PgType::Int4, true),
+                Column::new("status", PgType::Text, false),
             ],
         )
         .await

@@ -318,11 +318,7 @@ mod tests {
     use crate::format::Serializers;
 
     async fn items() -> TableInfo {
-        let column = |name: &str, key| Column {
-            name: name.into(),
-            pg_type: PgType::Int4,
-            key,
-        };
+        let column = |name: &str, key| Column::new(name, PgType::Int4, key);
         TableInfo::prepare(
             &Serializers::new(&tributary_api::connector::FormatSpec::default(), None),
             "shop",

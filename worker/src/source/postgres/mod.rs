@@ -750,14 +750,10 @@ impl Streamer<'_> {
         columns: &[RelationColumn],
     ) -> Result<TableInfo, PostgresError> {
         // Columns and types as of this change (the Relation message); the
-        // primary key from the catalog, as Debezium does.
-        let primary_key: Vec<String> = match self.catalog.table(&self.control, oid).await {
-            Ok(described) => described
-                .columns
-                .into_iter()
-                .filter(|c| c.key)
-                .map(|c| c.name)
-                .collect(),
+        // primary key, NOT NULL constraints and defaults from the catalog, as
+        // Debezium does.
+        let cataloged: Vec<Column> = match self.catalog.table(&self.control, oid).await {
+            Ok(described) => described.columns,
             Err(CatalogError::MissingTable(_)) => Vec::new(),
             Err(error) => return Err(error.into()),
         };
@@ -767,11 +763,13 @@ impl Streamer<'_> {
                 .catalog
                 .pg_type(&self.control, column.type_id, column.type_modifier)
                 .await?;
-            described.push(Column {
-                name: column.name.to_string(),
-                pg_type,
-                key: primary_key.iter().any(|k| **k == *column.name),
-            });
+            let mut described_column = Column::new(column.name.to_string(), pg_type, false);
+            if let Some(known) = cataloged.iter().find(|c| *c.name == *column.name) {
+                described_column.key = known.key;
+                described_column.optional = known.optional;
+                described_column.default.clone_from(&known.default);
+            }
+            described.push(described_column);
         }
         tracing::info!(table = %format!("{schema}.{table}"), columns = described.len(), "table schema");
         Ok(TableInfo::prepare(

@@ -6,9 +6,9 @@
 //! database state at the slot's consistent point: every later change comes
 //! from the stream, every earlier one is in the snapshot — no gap, no
 //! duplicate. Rows are fetched through a cursor in batches, so memory stays
-//! bounded whatever the table size. The first record is marked
-//! `snapshot: first`, the last `last`, the others `true` (one row of
-//! look-ahead tells which is last).
+//! bounded whatever the table size. Records are marked as Debezium marks
+//! them (`first`, `first_in_data_collection`, `true`,
+//! `last_in_data_collection`, `last`; see `SnapshotMarker::of_read`).
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -94,7 +94,6 @@ pub async fn run(
         .await
         .map_err(tx_error)?;
 
-    let mut pending: Option<(usize, Vec<Option<String>>)> = None;
     let mut sent = 0_u64;
     for (index, table) in plan.tables.iter().enumerate() {
         let name = format!("{}.{}", table.schema, table.table);
@@ -112,6 +111,12 @@ pub async fn run(
             ))
             .await
             .map_err(query_error)?;
+        // One row of look-ahead tells which row is the table's last.
+        let mut pending: Option<Vec<Option<String>>> = None;
+        let mut in_table = 0_u64;
+        let marker = |in_table: u64, last_in_table: bool| {
+            SnapshotMarker::of_read(index, plan.tables.len(), in_table == 0, last_in_table)
+        };
         loop {
             let messages = client
                 .simple_query(&format!("FETCH {FETCH_ROWS} FROM tributary_snapshot"))
@@ -124,45 +129,25 @@ pub async fn run(
                 };
                 fetched += 1;
                 let values = (0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect();
-                if let Some((previous_table, previous)) = pending.replace((index, values)) {
-                    let marker = if sent == 0 {
-                        SnapshotMarker::First
-                    } else {
-                        SnapshotMarker::True
-                    };
-                    send_row(
-                        plan,
-                        builder,
-                        pipeline,
-                        &plan.tables[previous_table],
-                        &previous,
-                        marker,
-                    )
-                    .await?;
-                    sent += 1;
+                if let Some(previous) = pending.replace(values) {
+                    send_row(plan, builder, pipeline, table, &previous, marker(in_table, false)).await?;
+                    in_table += 1;
                 }
             }
             if fetched < FETCH_ROWS {
                 break;
             }
         }
+        if let Some(last) = pending.take() {
+            send_row(plan, builder, pipeline, table, &last, marker(in_table, true)).await?;
+            in_table += 1;
+        }
+        sent += in_table;
         client
             .batch_execute("CLOSE tributary_snapshot")
             .await
             .map_err(query_error)?;
-        tracing::info!(table = %name, rows_so_far = sent + u64::from(pending.is_some()), "snapshot of table read");
-    }
-    if let Some((table, values)) = pending.take() {
-        send_row(
-            plan,
-            builder,
-            pipeline,
-            &plan.tables[table],
-            &values,
-            SnapshotMarker::Last,
-        )
-        .await?;
-        sent += 1;
+        tracing::info!(table = %name, rows = in_table, rows_so_far = sent, "snapshot of table read");
     }
     client.batch_execute("COMMIT").await.map_err(tx_error)?;
     Ok(sent)
