@@ -19,6 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod state_topic;
 pub mod telemetry;
+pub mod transform;
 
 /// `source.version` of every event: this worker's version.
 pub const VERSION: &str = concat!("tributary-", env!("CARGO_PKG_VERSION"));
