@@ -64,3 +64,6 @@ pub enum SinkError {
         message: String,
     },
 }
+
+pub mod http;
+pub mod postgres;
