@@ -423,10 +423,11 @@ impl Parser {
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
-        if self.peek_token() == Some(&Token::Bang) || self.eat_keyword("not") {
-            if self.peek_token() == Some(&Token::Bang) {
-                self.pos += 1;
-            }
+        if self.peek_token() == Some(&Token::Bang) {
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.not()?)));
+        }
+        if self.eat_keyword("not") {
             return Ok(Expr::Not(Box::new(self.not()?)));
         }
         self.comparison()
@@ -854,6 +855,9 @@ mod tests {
         assert!(eval("deleted || rating == 4", &v));
         assert!(eval("NOT (region == 'us') AND rating >= 4", &v));
         assert!(eval("not not (rating == 4)", &v));
+        assert!(eval("not !(rating == 4)", &v));
+        assert!(eval("!!(rating == 4)", &v));
+        assert!(!eval("not !deleted", &v));
         assert!(eval("`region` == 'eu'", &v));
         assert!(eval("value.value == 'inner'", &v));
         // `or` binds looser than `and`.
