@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 /// applied only to records matching `predicate`.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("[has(self.filter), has(self.insertField), has(self.renameFields), has(self.dropFields), has(self.keepFields), has(self.maskFields), has(self.extractField), has(self.flatten), has(self.cast), has(self.route), has(self.valueToKey), has(self.unwrap)].filter(x, x).size() == 1").message("a transform must set exactly one of filter, insertField, renameFields, dropFields, keepFields, maskFields, extractField, flatten, cast, route, valueToKey or unwrap").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("[has(self.filter), has(self.insertField), has(self.renameFields), has(self.dropFields), has(self.keepFields), has(self.maskFields), has(self.extractField), has(self.flatten), has(self.cast), has(self.convertTimestamp), has(self.route), has(self.valueToKey), has(self.unwrap)].filter(x, x).size() == 1").message("a transform must set exactly one of filter, insertField, renameFields, dropFields, keepFields, maskFields, extractField, flatten, cast, convertTimestamp, route, valueToKey or unwrap").reason(Reason::FieldValueInvalid))]
 pub struct TransformSpec {
     /// Apply this transform only to records the predicate matches; other
     /// records pass through unchanged. Absent: every record.
@@ -72,6 +72,11 @@ pub struct TransformSpec {
     /// Convert fields of the value to another type. Kafka Connect's `Cast`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cast: Option<Cast>,
+
+    /// Convert a timestamp field between epoch numbers and text. Kafka
+    /// Connect's `TimestampConverter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert_timestamp: Option<ConvertTimestamp>,
 
     /// Change the record's topic: by regular expression (Kafka Connect's
     /// `RegexRouter`) or from a format with the record's timestamp (Kafka
@@ -285,6 +290,57 @@ pub enum CastType {
     Bool,
 }
 
+/// Converts a timestamp field, in UTC.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConvertTimestamp {
+    /// Path of the field, e.g. `after.created_at`. Missing and null fields
+    /// are left alone; a value that cannot be read fails the record.
+    #[schemars(length(min = 1, max = 1024))]
+    pub field: String,
+    /// What the field becomes: `String` (written with `format`, or ISO 8601
+    /// such as `2026-12-02T06:50:00.123Z` when absent) or `Epoch` (a whole
+    /// number of `unit`s since 1970-01-01T00:00:00Z).
+    pub to: TimestampType,
+    /// Unit of epoch numbers, read and written: `Seconds`, `Milliseconds`
+    /// (default), `Microseconds` (Debezium's timestamps), `Nanoseconds` or
+    /// `Days` (Debezium's dates).
+    #[serde(default)]
+    pub unit: EpochUnit,
+    /// Pattern of text values, read and written, with the letters of
+    /// `route.timestampFormat` (e.g. `yyyy-MM-dd HH:mm:ss`). Absent: ISO 8601
+    /// (text with an offset, a date-time or a date, read as UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub format: Option<String>,
+}
+
+/// What `convertTimestamp` turns a field into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TimestampType {
+    /// Text.
+    #[default]
+    String,
+    /// A number of `unit`s since the epoch.
+    Epoch,
+}
+
+/// Unit of an epoch number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum EpochUnit {
+    /// Seconds.
+    Seconds,
+    /// Milliseconds (Kafka timestamps, Connect's `Timestamp`).
+    #[default]
+    Milliseconds,
+    /// Microseconds (Debezium's `MicroTimestamp`).
+    Microseconds,
+    /// Nanoseconds (Debezium's `NanoTimestamp`).
+    Nanoseconds,
+    /// Days (Debezium's `Date`).
+    Days,
+}
+
 /// Changes the topic of a record: set either `regex` and `replacement`, or
 /// `topicFormat` (with `timestampFormat`).
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,7 +517,8 @@ mod tests {
             "- unwrap: {}\n\
              - filter:\n    expression: rating < 3\n\
              - flatten: {}\n\
-             - cast:\n    fields: [{field: rating, to: Float}]\n",
+             - cast:\n    fields: [{field: rating, to: Float}]\n\
+             - convertTimestamp: {field: after.created_at, to: String, unit: Microseconds}\n",
         )
         .unwrap();
         let unwrap = spec[0].unwrap.as_ref().unwrap();
@@ -470,6 +527,11 @@ mod tests {
         assert_eq!(unwrap.add_fields_prefix, "__");
         assert_eq!(spec[2].flatten.as_ref().unwrap().delimiter, "_");
         assert_eq!(spec[3].cast.as_ref().unwrap().fields[0].to, CastType::Float);
+        let convert = spec[4].convert_timestamp.as_ref().unwrap();
+        assert_eq!(
+            (convert.to, convert.unit),
+            (TimestampType::String, EpochUnit::Microseconds)
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod path;
 mod predicate;
 mod route;
 mod structure;
+mod timestamp;
 mod unwrap;
 
 #[cfg(test)]
@@ -117,6 +118,7 @@ enum Transform {
     ExtractField(structure::ExtractField),
     Flatten(structure::Flatten),
     Cast(fields::Cast),
+    ConvertTimestamp(timestamp::ConvertTimestamp),
     RegexRoute(route::RegexRoute),
     TimestampRoute(route::TimestampRoute),
     ValueToKey(fields::ValueToKey),
@@ -135,6 +137,7 @@ impl Transform {
             Transform::ExtractField(t) => t.apply(record).map(Some),
             Transform::Flatten(t) => Ok(Some(t.apply(record))),
             Transform::Cast(t) => t.apply(record).map(Some),
+            Transform::ConvertTimestamp(t) => t.apply(record).map(Some),
             Transform::RegexRoute(t) => t.apply(record).map(Some),
             Transform::TimestampRoute(t) => t.apply(record).map(Some),
             Transform::ValueToKey(t) => t.apply(record).map(Some),
@@ -219,7 +222,7 @@ fn compile(index: usize, spec: &TransformSpec) -> Result<Step, TransformConfigEr
             at,
             format!(
                 "set exactly one of filter, insertField, renameFields, dropFields, keepFields, maskFields, \
-                 extractField, flatten, cast, route, valueToKey or unwrap (found {found})"
+                 extractField, flatten, cast, convertTimestamp, route, valueToKey or unwrap (found {found})"
             ),
         ));
     }
@@ -279,6 +282,13 @@ fn compile(index: usize, spec: &TransformSpec) -> Result<Step, TransformConfigEr
         TransformSpec { cast: Some(t), .. } => {
             ("cast", Transform::Cast(fields::Cast::new(t, &field("cast"))?))
         }
+        TransformSpec {
+            convert_timestamp: Some(t),
+            ..
+        } => (
+            "convertTimestamp",
+            Transform::ConvertTimestamp(timestamp::ConvertTimestamp::new(t, &field("convertTimestamp"))?),
+        ),
         TransformSpec { route: Some(t), .. } => ("route", route::compile(t, &field("route"))?),
         TransformSpec {
             value_to_key: Some(t),
@@ -313,6 +323,7 @@ fn blocks_set(spec: &TransformSpec) -> Vec<&'static str> {
         ("extractField", spec.extract_field.is_some()),
         ("flatten", spec.flatten.is_some()),
         ("cast", spec.cast.is_some()),
+        ("convertTimestamp", spec.convert_timestamp.is_some()),
         ("route", spec.route.is_some()),
         ("valueToKey", spec.value_to_key.is_some()),
         ("unwrap", spec.unwrap.is_some()),

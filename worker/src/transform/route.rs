@@ -1,14 +1,13 @@
 //! Topic routing: by regular expression (Kafka Connect's `RegexRouter`) or
 //! from a format with the record's timestamp (`TimestampRouter`). The format
 //! is compiled into segments once; routing a record only writes strings.
-
-use std::fmt::Write as _;
+//! Date patterns are [`DateFormat`]s, shared with `convertTimestamp`.
 
 use jiff::Timestamp;
-use jiff::tz::Offset;
 use regex::Regex;
 use tributary_api::transform::Route;
 
+use super::timestamp::DateFormat;
 use super::{Failure, Transform, TransformConfigError};
 use crate::record::Record;
 
@@ -139,7 +138,7 @@ fn check_groups(regex: &Regex, replacement: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub(crate) struct TimestampRoute {
     topic: Vec<TopicPart>,
-    date: Vec<DatePart>,
+    date: DateFormat,
     uses_timestamp: bool,
 }
 
@@ -150,25 +149,11 @@ enum TopicPart {
     Timestamp,
 }
 
-/// One piece of a `SimpleDateFormat`-style pattern; the number is the
-/// minimum width (zero-padded).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum DatePart {
-    Text(String),
-    Year(usize),
-    Month(usize),
-    Day(usize),
-    Hour(usize),
-    Minute(usize),
-    Second(usize),
-    Milli(usize),
-}
-
 impl TimestampRoute {
     fn new(format: &str, timestamp_format: Option<&str>, field: &str) -> Result<Self, TransformConfigError> {
         let topic = parse_topic_format(format)
             .map_err(|message| TransformConfigError::invalid(format!("{field}.topicFormat"), message))?;
-        let date = parse_date_format(timestamp_format.unwrap_or("yyyyMMdd"))
+        let date = DateFormat::parse(timestamp_format.unwrap_or("yyyyMMdd"))
             .map_err(|message| TransformConfigError::invalid(format!("{field}.timestampFormat"), message))?;
         let uses_timestamp = topic.contains(&TopicPart::Timestamp);
         Ok(Self {
@@ -186,7 +171,7 @@ impl TimestampRoute {
             let time = Timestamp::from_millisecond(ms)
                 .map_err(|e| Failure::record(format!("timestamp {ms} is out of range: {e}")))?;
             let mut text = String::new();
-            format_date(&self.date, time, &mut text);
+            self.date.write(time, &mut text);
             text
         } else {
             String::new()
@@ -233,100 +218,6 @@ fn parse_topic_format(format: &str) -> Result<Vec<TopicPart>, String> {
         return Err("must not be empty".to_owned());
     }
     Ok(parts)
-}
-
-fn parse_date_format(format: &str) -> Result<Vec<DatePart>, String> {
-    let chars: Vec<char> = format.chars().collect();
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            // Quoted text; '' is a literal quote, inside or outside quotes.
-            if chars.get(i + 1) == Some(&'\'') {
-                text.push('\'');
-                i += 2;
-                continue;
-            }
-            let mut j = i + 1;
-            loop {
-                match chars.get(j) {
-                    None => return Err(format!("quote at column {} is not closed", i + 1)),
-                    Some('\'') if chars.get(j + 1) == Some(&'\'') => {
-                        text.push('\'');
-                        j += 2;
-                    }
-                    Some('\'') => break,
-                    Some(&other) => {
-                        text.push(other);
-                        j += 1;
-                    }
-                }
-            }
-            i = j + 1;
-            continue;
-        }
-        if !c.is_ascii_alphabetic() {
-            text.push(c);
-            i += 1;
-            continue;
-        }
-        let count = chars[i..].iter().take_while(|&&x| x == c).count();
-        let part = match c {
-            'y' => DatePart::Year(count),
-            'M' if count <= 2 => DatePart::Month(count),
-            'M' => {
-                return Err(format!(
-                    "month names ('{}') are not supported: use MM",
-                    "M".repeat(count)
-                ));
-            }
-            'd' => DatePart::Day(count),
-            'H' => DatePart::Hour(count),
-            'm' => DatePart::Minute(count),
-            's' => DatePart::Second(count),
-            'S' => DatePart::Milli(count),
-            other => {
-                return Err(format!(
-                    "unsupported letter '{other}' at column {} (use y, M, d, H, m, s, S; quote text as 'T')",
-                    i + 1
-                ));
-            }
-        };
-        if !text.is_empty() {
-            parts.push(DatePart::Text(std::mem::take(&mut text)));
-        }
-        parts.push(part);
-        i += count;
-    }
-    if !text.is_empty() {
-        parts.push(DatePart::Text(text));
-    }
-    Ok(parts)
-}
-
-/// Writes `time` in UTC as `parts` say (`yy` is the last two digits of the
-/// year, as in `SimpleDateFormat`).
-fn format_date(parts: &[DatePart], time: Timestamp, out: &mut String) {
-    let civil = Offset::UTC.to_datetime(time);
-    for part in parts {
-        // Writing to a String cannot fail.
-        let _ = match part {
-            DatePart::Text(text) => {
-                out.push_str(text);
-                Ok(())
-            }
-            DatePart::Year(2) => write!(out, "{:02}", civil.year().rem_euclid(100)),
-            DatePart::Year(n) => write!(out, "{:0n$}", civil.year()),
-            DatePart::Month(n) => write!(out, "{:0n$}", civil.month()),
-            DatePart::Day(n) => write!(out, "{:0n$}", civil.day()),
-            DatePart::Hour(n) => write!(out, "{:0n$}", civil.hour()),
-            DatePart::Minute(n) => write!(out, "{:0n$}", civil.minute()),
-            DatePart::Second(n) => write!(out, "{:0n$}", civil.second()),
-            DatePart::Milli(n) => write!(out, "{:0n$}", civil.millisecond()),
-        };
-    }
 }
 
 #[cfg(test)]

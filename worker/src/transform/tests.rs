@@ -274,12 +274,12 @@ fn config_errors_name_the_field_and_position() {
     assert_eq!(
         config_error("- flatten: {}\n  unwrap: {}\n"),
         "spec.transforms[0]: set exactly one of filter, insertField, renameFields, dropFields, keepFields, \
-         maskFields, extractField, flatten, cast, route, valueToKey or unwrap (found flatten, unwrap)"
+         maskFields, extractField, flatten, cast, convertTimestamp, route, valueToKey or unwrap (found flatten, unwrap)"
     );
     assert_eq!(
         config_error("- predicate: {isTombstone: true}\n"),
         "spec.transforms[0]: set exactly one of filter, insertField, renameFields, dropFields, keepFields, \
-         maskFields, extractField, flatten, cast, route, valueToKey or unwrap (found none)"
+         maskFields, extractField, flatten, cast, convertTimestamp, route, valueToKey or unwrap (found none)"
     );
     assert!(
         config_error("- flatten: {}\n- predicate: {topicMatches: '(orders'}\n  unwrap: {}\n").starts_with(
@@ -294,5 +294,24 @@ fn config_errors_name_the_field_and_position() {
     assert_eq!(
         config_error("- route: {regex: 'a(.*)', replacement: '$2'}\n"),
         "spec.transforms[0].route.replacement: refers to group '2', but the regex has 1 numbered group"
+    );
+}
+
+#[test]
+fn debezium_micro_timestamps_become_text() {
+    let chain = chain(
+        "- unwrap: {}\n\
+         - convertTimestamp: {field: created_at, to: String, unit: Microseconds}\n\
+         - convertTimestamp: {field: ordered_on, to: String, unit: Days, format: yyyy-MM-dd}\n",
+    )
+    .unwrap();
+    let after = json!({"id": 1, "created_at": 1_700_000_000_123_456_i64, "ordered_on": 19_783});
+    let out = chain
+        .apply(rating_event("c", json!(null), after, 0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.value,
+        Some(json!({"id": 1, "created_at": "2023-11-14T22:13:20.123456Z", "ordered_on": "2024-03-01"}))
     );
 }
