@@ -7,25 +7,39 @@
 
 mod support;
 
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use support::Harness;
 use tributary_api::{KafkaCluster, Schema, Topic};
-use tributary_testkit::unique_name;
+use tributary_testkit::{eventually, unique_name};
 
 fn kubectl(harness: &Harness, args: &[&str]) -> String {
-    let kubectl = harness.endpoints.tool("kubectl");
-    let output = Command::new(&kubectl)
-        .args(args)
-        .env("KUBECONFIG", &harness.endpoints.kubeconfig)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make infra-k8s`)", kubectl.display()));
+    let output = run_kubectl(harness, args);
     assert!(
         output.status.success(),
         "kubectl {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// kubectl's output, or `None` when it failed.
+fn try_kubectl(harness: &Harness, args: &[&str]) -> Option<String> {
+    let output = run_kubectl(harness, args);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8(output.stdout).unwrap())
+}
+
+fn run_kubectl(harness: &Harness, args: &[&str]) -> Output {
+    let kubectl = harness.endpoints.tool("kubectl");
+    Command::new(&kubectl)
+        .args(args)
+        .env("KUBECONFIG", &harness.endpoints.kubeconfig)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make infra-k8s`)", kubectl.display()))
 }
 
 /// The header line and the row starting with `name` of one table in `output`
@@ -52,7 +66,13 @@ fn columns(line: &str) -> Vec<&str> {
 async fn explain_shows_the_field_docs() {
     let harness = Harness::new("e2e-kubectl-explain").await;
 
-    let spec = kubectl(&harness, &["explain", "topic.spec"]);
+    // The apiserver publishes a CRD's OpenAPI (what explain reads) a moment
+    // after the CRD is served.
+    let spec = eventually("kubectl explain topic.spec", Duration::from_secs(30), || async {
+        Ok(try_kubectl(&harness, &["explain", "topic.spec"]))
+    })
+    .await
+    .unwrap();
     assert!(spec.contains("GROUP:      tributary.dev"), "{spec}");
     assert!(
         spec.contains("Number of partitions. May grow, never shrink."),
@@ -97,19 +117,23 @@ async fn get_tributary_lists_every_kind_with_its_columns() {
     let (header, row) = table_row(&output, "NAME", "topic.tributary.dev/clicks");
     assert_eq!(
         columns(header),
-        ["NAME", "READY", "STATUS", "TOPIC", "PARTITIONS", "RF", "AGE"]
+        ["NAME", "READY", "STATUS", "PARTITIONS", "RF", "AGE"]
     );
     assert_eq!(
-        columns(row)[..6],
-        [
-            "topic.tributary.dev/clicks",
-            "True",
-            "TopicReady",
-            kafka_name.as_str(),
-            "2",
-            "1"
-        ]
+        columns(row)[..5],
+        ["topic.tributary.dev/clicks", "True", "TopicReady", "2", "1"]
     );
+    // The Kafka name is a wide column.
+    let wide = kubectl(
+        &harness,
+        &["get", "topics", "-o", "wide", "-n", &harness.namespace],
+    );
+    let (header, row) = table_row(&wide, "NAME", "clicks");
+    assert_eq!(
+        columns(header),
+        ["NAME", "READY", "STATUS", "TOPIC", "PARTITIONS", "RF", "AGE"]
+    );
+    assert_eq!(columns(row)[3], kafka_name, "{wide}");
 
     let (header, row) = table_row(&output, "NAME", "schema.tributary.dev/click");
     assert_eq!(
