@@ -70,6 +70,100 @@ pub struct ConnectorSpec {
     /// partition and the broker's default replication factor.
     #[serde(default)]
     pub topic_creation: TopicCreation,
+
+    /// What happens to a record that cannot be processed (undecodable,
+    /// refused by the target) and how failed writes are retried (Kafka
+    /// Connect's `errors.*`). Default: tolerance `None`, the connector stops
+    /// at the first bad record.
+    #[serde(default)]
+    pub errors: ErrorHandling,
+}
+
+/// Error handling, in Kafka Connect's vocabulary.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.deadLetterTopic) || self.tolerance == 'All'").message("errors.deadLetterTopic needs errors.tolerance All (with None the connector stops at the first bad record)").reason(Reason::FieldValueInvalid).field_path(".deadLetterTopic"))]
+pub struct ErrorHandling {
+    /// `None` (default): a bad record stops the connector with the error in
+    /// its status; nothing after it is committed. `All`: bad records go to
+    /// `deadLetterTopic` (or are logged and skipped without one) and the
+    /// pipeline goes on (`errors.tolerance`).
+    #[serde(default)]
+    pub tolerance: ErrorTolerance,
+    /// Topic bad records are written to, with their original key, value and
+    /// headers (`errors.deadletterqueue.topic.name`). Created when missing,
+    /// per `spec.topicCreation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub dead_letter_topic: Option<String>,
+    /// Add `__connect.errors.*` headers saying where the record came from and
+    /// why it failed (`errors.deadletterqueue.context.headers.enable`).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub context_headers: bool,
+    /// Retries of writes that failed for a transient reason (target down,
+    /// overloaded, timed out).
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+impl Default for ErrorHandling {
+    fn default() -> Self {
+        Self {
+            tolerance: ErrorTolerance::None,
+            dead_letter_topic: None,
+            context_headers: true,
+            retry: RetrySpec::default(),
+        }
+    }
+}
+
+/// `errors.tolerance`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ErrorTolerance {
+    /// Stop at the first bad record.
+    #[default]
+    None,
+    /// Skip bad records (to the dead-letter topic, when one is set).
+    All,
+}
+
+/// Exponential backoff with full jitter between attempts of a failed write.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Longest pause before the first retry, in milliseconds. Default 500.
+    #[serde(default = "default_initial_delay_ms")]
+    #[schemars(range(min = 1, max = 600_000))]
+    pub initial_delay_ms: u32,
+    /// Longest pause between attempts, in milliseconds (the pause doubles up
+    /// to it). Default 60000.
+    #[serde(default = "default_max_delay_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub max_delay_ms: u32,
+    /// Give up (and stop the connector) after retrying one write this many
+    /// seconds (`errors.retry.timeout`). Absent: retry until the target
+    /// comes back; the connector's status says `Retrying` meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<u32>,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self {
+            initial_delay_ms: default_initial_delay_ms(),
+            max_delay_ms: default_max_delay_ms(),
+            timeout_seconds: None,
+        }
+    }
+}
+
+fn default_initial_delay_ms() -> u32 {
+    500
+}
+fn default_max_delay_ms() -> u32 {
+    60_000
 }
 
 /// Creation of missing output topics.
