@@ -315,3 +315,17 @@ fn debezium_micro_timestamps_become_text() {
         Some(json!({"id": 1, "created_at": "2023-11-14T22:13:20.123456Z", "ordered_on": "2024-03-01"}))
     );
 }
+
+#[test]
+fn a_chain_is_shared_across_tasks() {
+    // The sink runtime builds one chain per connector and uses it from its tasks.
+    fn shareable<T: Send + Sync + Clone + 'static>(_: &T) {}
+    shareable(&chain(LOW_RATINGS).unwrap());
+    let error = TransformError {
+        index: 0,
+        transform: "cast",
+        field: None,
+        message: String::new(),
+    };
+    shareable(&error);
+}
