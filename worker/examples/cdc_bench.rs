@@ -51,6 +51,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_postgres::{Client, NoTls};
 use tributary_testkit::{Endpoints, unique_name};
+use tributary_worker::source::postgres::HEARTBEAT_PREFIX;
 
 const TX_ROWS: u64 = 1_000;
 const LATENCY_TX_ROWS: u64 = 100;
@@ -469,7 +470,10 @@ async fn main() {
         rss: Some(ours_rss.max(ours_rss_after)),
     });
 
-    // (c) Kafka Connect + Debezium, defaults plus what the shared setup needs.
+    // (c) Kafka Connect + Debezium, defaults plus what the shared setup needs:
+    // topic creation (the broker creates none by itself; Debezium writes
+    // logical decoding messages to `<prefix>.message`) and ignoring our
+    // worker's heartbeat messages in the same database.
     let tool = endpoints.tool("connect-standalone");
     assert!(tool.exists(), "{} missing: make infra-connect", tool.display());
     std::fs::write(
@@ -483,7 +487,7 @@ async fn main() {
     std::fs::write(
         dir.join("connector.properties"),
         format!(
-            "name={dbz}\nconnector.class=io.debezium.connector.postgresql.PostgresConnector\ntasks.max=1\ndatabase.hostname={host}\ndatabase.port={port}\ndatabase.user=postgres\ndatabase.dbname={id}\ntopic.prefix={dbz_prefix}\nplugin.name=pgoutput\nslot.name={dbz}\npublication.name={dbz}\npublication.autocreate.mode=disabled\nsnapshot.mode=no_data\n"
+            "name={dbz}\nconnector.class=io.debezium.connector.postgresql.PostgresConnector\ntasks.max=1\ndatabase.hostname={host}\ndatabase.port={port}\ndatabase.user=postgres\ndatabase.dbname={id}\ntopic.prefix={dbz_prefix}\nplugin.name=pgoutput\nslot.name={dbz}\npublication.name={dbz}\npublication.autocreate.mode=disabled\nsnapshot.mode=no_data\ntopic.creation.default.replication.factor=1\ntopic.creation.default.partitions=1\nmessage.prefix.exclude.list={HEARTBEAT_PREFIX}\n"
         ),
     )
     .unwrap();
