@@ -329,3 +329,25 @@ fn a_chain_is_shared_across_tasks() {
     };
     shareable(&error);
 }
+
+#[test]
+fn every_example_in_the_user_docs_builds() {
+    // docs/transforms.md is the user reference: its YAML examples must stay valid.
+    let docs = include_str!("../../../docs/transforms.md");
+    let mut built = 0;
+    for block in docs.split("```yaml\n").skip(1) {
+        let yaml = block.split("```").next().unwrap();
+        let document: serde_yaml::Value =
+            serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}:\n{yaml}"));
+        let transforms = if document.is_sequence() {
+            document
+        } else {
+            document["spec"]["transforms"].clone()
+        };
+        let specs: Vec<TransformSpec> =
+            serde_yaml::from_value(transforms).unwrap_or_else(|e| panic!("{e}:\n{yaml}"));
+        TransformChain::new(&specs).unwrap_or_else(|e| panic!("{e}:\n{yaml}"));
+        built += specs.len();
+    }
+    assert!(built >= 20, "only {built} example transforms found");
+}
