@@ -218,7 +218,7 @@ pub struct MaskFields {
     pub replacement: Option<String>,
 }
 
-/// Replaces the value with one of its fields.
+/// Replaces the value (or the key) with one of its fields.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtractField {
@@ -227,6 +227,21 @@ pub struct ExtractField {
     /// an error (the record goes to the dead-letter topic).
     #[schemars(length(min = 1, max = 1024))]
     pub field: String,
+    /// Which part of the record: `Value` (default) or `Key` (Kafka Connect's
+    /// `ExtractField$Key`, e.g. key `{"id": 7}` → `7`). A null or missing key
+    /// is left alone.
+    #[serde(default)]
+    pub part: RecordPart,
+}
+
+/// A part of a record that a transform works on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RecordPart {
+    /// The record value.
+    #[default]
+    Value,
+    /// The record key.
+    Key,
 }
 
 /// Flattens nested objects.

@@ -2,36 +2,49 @@
 //! value.<field>) and flatten (nested objects → `a_b` fields).
 
 use serde_json::{Map, Value};
-use tributary_api::transform as api;
+use tributary_api::transform::{self as api, RecordPart};
 
-use super::fields::{parse_path, value_object};
-use super::path::FieldPath;
+use super::fields::parse_path;
+use super::path::{FieldPath, type_name};
 use super::{Failure, TransformConfigError};
 use crate::record::Record;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ExtractField {
     path: FieldPath,
+    part: RecordPart,
 }
 
 impl ExtractField {
     pub(crate) fn new(spec: &api::ExtractField, field: &str) -> Result<Self, TransformConfigError> {
         Ok(Self {
             path: parse_path(&spec.field, &format!("{field}.field"))?,
+            part: spec.part,
         })
     }
 
     pub(crate) fn apply(&self, mut record: Record) -> Result<Record, Failure> {
-        let Some(map) = value_object(&mut record)? else {
-            return Ok(record);
+        let (slot, part) = match self.part {
+            RecordPart::Value => (&mut record.value, "value"),
+            RecordPart::Key => (&mut record.key, "key"),
         };
-        // Taken, not cloned: the rest of the value is discarded anyway.
+        let map = match slot.as_mut() {
+            None => return Ok(record),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                return Err(Failure::record(format!(
+                    "the {part} is {}, not an object",
+                    type_name(other)
+                )));
+            }
+        };
+        // Taken, not cloned: the rest of the object is discarded anyway.
         let extracted = self
             .path
             .get_mut(map)
             .map(Value::take)
-            .ok_or_else(|| Failure::field(self.path.as_str(), "not found in the value"))?;
-        record.value = match extracted {
+            .ok_or_else(|| Failure::field(self.path.as_str(), format!("not found in the {part}")))?;
+        *slot = match extracted {
             Value::Null => None,
             other => Some(other),
         };
@@ -106,15 +119,40 @@ mod tests {
 
     const AT: &str = "spec.transforms[1].extractField";
 
+    fn value_field(field: &str) -> api::ExtractField {
+        api::ExtractField {
+            field: field.into(),
+            part: RecordPart::Value,
+        }
+    }
+
+    #[test]
+    fn extract_field_from_the_key() {
+        let spec = api::ExtractField {
+            field: "id".into(),
+            part: RecordPart::Key,
+        };
+        let extract = ExtractField::new(&spec, AT).unwrap();
+        let keyed = |key: Option<Value>| Record {
+            key,
+            ..record(Some(json!({"id": 7, "x": 1})))
+        };
+        let r = extract.apply(keyed(Some(json!({"id": 7})))).unwrap();
+        assert_eq!((r.key, r.value), (Some(json!(7)), Some(json!({"id": 7, "x": 1}))));
+        assert_eq!(extract.apply(keyed(None)).unwrap(), keyed(None));
+        assert_eq!(
+            extract.apply(keyed(Some(json!({"other": 1})))).unwrap_err(),
+            Failure::field("id", "not found in the key")
+        );
+        assert_eq!(
+            extract.apply(keyed(Some(json!("7")))).unwrap_err(),
+            Failure::record("the key is a string, not an object")
+        );
+    }
+
     #[test]
     fn extract_field_replaces_the_value() {
-        let extract = ExtractField::new(
-            &api::ExtractField {
-                field: "after".into(),
-            },
-            AT,
-        )
-        .unwrap();
+        let extract = ExtractField::new(&value_field("after"), AT).unwrap();
         let r = extract
             .apply(record(Some(
                 json!({"before": null, "after": {"id": 1}, "op": "c"}),
@@ -133,18 +171,10 @@ mod tests {
             extract.apply(record(Some(json!({"ts_ms": 1})))).unwrap_err(),
             Failure::field("after", "not found in the value")
         );
-        let nested = ExtractField::new(
-            &api::ExtractField {
-                field: "after.id".into(),
-            },
-            AT,
-        )
-        .unwrap();
+        let nested = ExtractField::new(&value_field("after.id"), AT).unwrap();
         let r = nested.apply(record(Some(json!({"after": {"id": 5}})))).unwrap();
         assert_eq!(r.value, Some(json!(5)));
-        let error = ExtractField::new(&api::ExtractField { field: String::new() }, AT)
-            .unwrap_err()
-            .to_string();
+        let error = ExtractField::new(&value_field(""), AT).unwrap_err().to_string();
         assert_eq!(error, "spec.transforms[1].extractField.field: must not be empty");
     }
 
