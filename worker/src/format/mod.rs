@@ -9,6 +9,7 @@
 //! `<topic>-key` / `<topic>-value`) and reused for every record.
 
 pub mod avro;
+pub mod decode;
 
 use std::collections::HashMap;
 use std::sync::Arc;
