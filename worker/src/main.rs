@@ -4,6 +4,8 @@
 //! without Kubernetes (standalone mode); the operator runs the same command
 //! with the manifest mounted from a ConfigMap. `drop-slot` removes the
 //! replication slot (and optionally the publication) of a Postgres source.
+//! A sink connector that stops on a bad record (`spec.errors.tolerance:
+//! None`) or a fatal target error exits non-zero, its error in the status.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use pg_walstream::CancellationToken;
-use tributary_worker::config::{self, LoadOptions, SecretResolver, Source};
+use tributary_worker::config::{self, LoadOptions, Role, SecretResolver, Source};
 use tributary_worker::delivery::{self, PipelineSettings};
 use tributary_worker::runner::{self, Outcome, RunSettings};
 use tributary_worker::source::postgres;
@@ -178,7 +180,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             offsets_topic,
         } => {
             let config = config.load()?;
-            let Source::Postgres(pg) = &config.source else {
+            let Role::Source(Source::Postgres(pg)) = &config.role else {
                 anyhow::bail!(
                     "drop-slot: spec.source.postgres is not set; only Postgres sources have a slot"
                 );

@@ -1,5 +1,6 @@
-//! Runs one configured connector: Kafka pipeline, state topics, telemetry
-//! and the source, until the source completes, fails or a stop is requested.
+//! Runs one configured connector: state topics, telemetry and either the
+//! source (with its Kafka pipeline) or the sink runtime, until the source
+//! completes, the connector fails or a stop is requested.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,9 +8,11 @@ use std::time::Duration;
 
 use pg_walstream::CancellationToken;
 
-use crate::config::{Source, WorkerConfig};
+use crate::config::{Role, SinkConfig, Source, WorkerConfig};
 use crate::delivery::{self, DeliveryError, Pipeline, PipelineSettings, TopicCreator};
 use crate::format::Serializers;
+use crate::sink::runtime::dead_letter::DeadLetterTopic;
+use crate::sink::runtime::{self as sink_runtime, SinkRun, SinkRunError};
 use crate::source::{RunContext, datagen, postgres};
 use crate::state_topic::{StateTopic, StateTopicError, WorkerStatus};
 use crate::telemetry::{self, Telemetry};
@@ -44,6 +47,9 @@ pub enum RunError {
     /// The Postgres source.
     #[error(transparent)]
     Postgres(#[from] postgres::PostgresError),
+    /// The sink.
+    #[error(transparent)]
+    Sink(#[from] SinkRunError),
     /// The HTTP endpoint could not listen.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -86,18 +92,15 @@ pub async fn run(
     let pipeline_settings = PipelineSettings::default();
     let producer = delivery::producer(&config.kafka, &pipeline_settings)?;
     let topics = TopicCreator::new(config.kafka.clone(), config.connector.spec.topic_creation.clone());
-    let pipeline = Pipeline::start(producer, topics, &pipeline_settings, telemetry.delivery.clone());
-    let offsets = StateTopic::new(config.kafka.clone(), &settings.offsets_topic);
+    let pipeline = Pipeline::start(
+        producer,
+        topics.clone(),
+        &pipeline_settings,
+        telemetry.delivery.clone(),
+    );
     let status = StateTopic::new(config.kafka.clone(), &settings.status_topic);
-    offsets.ensure().await?;
     status.ensure().await?;
-    let ctx = RunContext {
-        id: config.id.clone(),
-        serializers: Serializers::new(&config.connector.spec.format, config.registry.as_ref()),
-        pipeline: pipeline.clone(),
-        offsets,
-        telemetry: Arc::clone(&telemetry),
-    };
+    let sink = matches!(config.role, Role::Sink(_));
     let reporter = tokio::spawn(report_status(
         status.clone(),
         pipeline.clone(),
@@ -105,21 +108,29 @@ pub async fn run(
         config.id.clone(),
         settings.clone(),
         shutdown.clone(),
+        sink,
     ));
 
-    let result: Result<Outcome, RunError> = match &config.source {
-        Source::Postgres(pg) => run_postgres(&ctx, pg, &shutdown).await,
-        Source::Datagen(spec) => datagen::run(&ctx, spec, shutdown.clone())
-            .await
-            .map(|sent| {
-                tracing::info!(records = sent, "datagen finished");
-                if shutdown.is_cancelled() {
-                    Outcome::Stopped
-                } else {
-                    Outcome::Completed
-                }
-            })
-            .map_err(RunError::from),
+    let result: Result<Outcome, RunError> = match &config.role {
+        Role::Source(source) => {
+            let offsets = StateTopic::new(config.kafka.clone(), &settings.offsets_topic);
+            offsets.ensure().await?;
+            let ctx = RunContext {
+                id: config.id.clone(),
+                serializers: Serializers::new(&config.connector.spec.format, config.registry.as_ref()),
+                pipeline: pipeline.clone(),
+                offsets,
+                telemetry: Arc::clone(&telemetry),
+            };
+            run_source(&ctx, source, &shutdown).await
+        }
+        Role::Sink(sink) => {
+            let run = sink_run(config, sink, &pipeline, topics, settings, &telemetry);
+            sink_runtime::run(run, shutdown.clone())
+                .await
+                .map(|()| Outcome::Stopped)
+                .map_err(RunError::from)
+        }
     };
     reporter.abort();
     let (state, last_error) = match &result {
@@ -131,12 +142,70 @@ pub async fn run(
             ("Failed", Some(config.kafka.redact(&error.to_string())))
         }
     };
-    let final_status = snapshot_status(&telemetry, settings, state, last_error);
+    let final_status = snapshot_status(&telemetry, settings, state, last_error, sink);
     if let Err(error) = status.write(pipeline.producer(), &config.id, &final_status).await {
         tracing::warn!(%error, "could not write the final status");
     }
     pipeline.close(Duration::from_secs(10));
     result
+}
+
+async fn run_source(
+    ctx: &RunContext,
+    source: &Source,
+    shutdown: &CancellationToken,
+) -> Result<Outcome, RunError> {
+    match source {
+        Source::Postgres(pg) => run_postgres(ctx, pg, shutdown).await,
+        Source::Datagen(spec) => datagen::run(ctx, spec, shutdown.clone())
+            .await
+            .map(|sent| {
+                tracing::info!(records = sent, "datagen finished");
+                if shutdown.is_cancelled() {
+                    Outcome::Stopped
+                } else {
+                    Outcome::Completed
+                }
+            })
+            .map_err(RunError::from),
+    }
+}
+
+/// The sink runtime's inputs; bad records go to the dead-letter topic
+/// through the worker's producer (idempotent, `acks=all`).
+fn sink_run(
+    config: &WorkerConfig,
+    sink: &SinkConfig,
+    pipeline: &Pipeline,
+    topics: TopicCreator,
+    settings: &RunSettings,
+    telemetry: &Arc<Telemetry>,
+) -> SinkRun {
+    let dead_letter = sink
+        .errors
+        .dead_letter_topic
+        .as_ref()
+        .map(|topic| DeadLetterTopic {
+            topic: topic.clone(),
+            context_headers: sink.errors.context_headers,
+            connector: config.id.clone(),
+            producer: pipeline.producer().clone(),
+            topics,
+        });
+    SinkRun {
+        id: config.id.clone(),
+        config: sink.clone(),
+        formats: config.connector.spec.format.clone(),
+        kafka: config.kafka.clone(),
+        registry: config.registry.clone(),
+        dead_letter,
+        telemetry: Arc::clone(telemetry),
+        client_id: format!(
+            "tributary-{}-{}",
+            config.id.replace('/', "-"),
+            settings.worker_name
+        ),
+    }
 }
 
 /// Longest pause between attempts after a transient source failure.
@@ -179,13 +248,19 @@ fn snapshot_status(
     settings: &RunSettings,
     state: &str,
     last_error: Option<String>,
+    sink: bool,
 ) -> WorkerStatus {
     let lag_bytes = u64::try_from(telemetry.lag_bytes.get()).ok().filter(|b| *b > 0);
+    let (records, bytes) = if sink {
+        (telemetry.sink.records.get(), telemetry.sink.bytes.get())
+    } else {
+        (telemetry.delivery.records.get(), telemetry.delivery.bytes.get())
+    };
     WorkerStatus {
         state: state.to_owned(),
         worker: settings.worker_name.clone(),
-        records: telemetry.delivery.records.get(),
-        bytes: telemetry.delivery.bytes.get(),
+        records,
+        bytes,
         lag_bytes,
         lag_millis: u64::try_from(telemetry.lag_millis.get()).ok(),
         last_error,
@@ -200,6 +275,7 @@ async fn report_status(
     id: String,
     settings: RunSettings,
     shutdown: CancellationToken,
+    sink: bool,
 ) {
     let mut ticker = tokio::time::interval(settings.status_interval);
     loop {
@@ -207,7 +283,7 @@ async fn report_status(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let status = snapshot_status(&telemetry, &settings, &telemetry.state(), None);
+        let status = snapshot_status(&telemetry, &settings, &telemetry.state(), None, sink);
         if let Err(error) = topic.write(pipeline.producer(), &id, &status).await {
             tracing::warn!(%error, "could not write status");
         }

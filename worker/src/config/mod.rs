@@ -18,12 +18,16 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde::Deserialize;
-use tributary_api::connector::{DatagenSource, Format, PostgresSource};
+use tributary_api::connector::{DatagenSource, ErrorHandling, ErrorTolerance, Format, PostgresSource};
+use tributary_api::sink::SinkSpec;
 use tributary_api::{Connector, KafkaCluster};
 use tributary_kafka::KafkaConnection;
 use tributary_registry::{RegistryAuth, RegistryClient};
 
 pub use self::secrets::{SecretError, SecretResolver};
+use crate::sink::http::{HttpSinkConfig, HttpSinkError};
+use crate::sink::opensearch::OpenSearchConfig;
+use crate::sink::postgres::{PostgresSinkConfig, PostgresSinkError};
 
 /// Everything a worker needs to run its connector.
 #[derive(Debug, Clone)]
@@ -33,12 +37,46 @@ pub struct WorkerConfig {
     pub id: String,
     /// The connector as declared.
     pub connector: Connector,
-    /// The validated source.
-    pub source: Source,
+    /// The validated source or sink.
+    pub role: Role,
     /// How to reach Kafka (secrets resolved).
     pub kafka: KafkaConnection,
     /// The schema registry, when one is configured.
     pub registry: Option<RegistryClient>,
+}
+
+/// What the connector does: read from outside into Kafka, or the reverse.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// A source connector.
+    Source(Source),
+    /// A sink connector.
+    Sink(Box<SinkConfig>),
+}
+
+/// A sink connector, validated, with its secrets resolved.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The `spec.sink` block as declared.
+    pub spec: SinkSpec,
+    /// The consumer group: `spec.sink.groupId`, else
+    /// `tributary-<namespace>-<name>` (`tributary-<name>` standalone).
+    pub group_id: String,
+    /// `spec.errors`.
+    pub errors: ErrorHandling,
+    /// The target system.
+    pub target: Target,
+}
+
+/// The system a sink writes into (one arm per target type).
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// OpenSearch or Elasticsearch.
+    OpenSearch(OpenSearchConfig),
+    /// A PostgreSQL table.
+    Postgres(PostgresSinkConfig),
+    /// An HTTP endpoint.
+    Http(HttpSinkConfig),
 }
 
 /// The connector's source, validated.
@@ -158,6 +196,9 @@ pub enum ConfigError {
     /// A Secret reference could not be resolved.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A sink target block is not usable (the message names the field).
+    #[error("{0}")]
+    Target(String),
     /// The Kafka connection settings are not usable.
     #[error("KafkaCluster {cluster}: {source}")]
     Kafka {
@@ -209,7 +250,7 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
             )));
         }
     };
-    let source = validate(&connector, &options.secrets)?;
+    let role = validate_role(&connector, &options.secrets)?;
     let cluster = chosen_cluster(&connector, &clusters);
     let kafka = kafka_connection(&connector, cluster, &clusters, options)?;
     let registry = registry(&connector, cluster, options)?;
@@ -220,7 +261,7 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
     Ok(WorkerConfig {
         id,
         connector,
-        source,
+        role,
         kafka,
         registry,
     })
@@ -259,6 +300,159 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<(Vec<Connector>, Vec<K
         }
     }
     Ok((connectors, clusters))
+}
+
+/// Validates the source or the sink (exactly one is set), and `spec.errors`.
+pub fn validate_role(connector: &Connector, secrets: &SecretResolver) -> Result<Role, ConfigError> {
+    let spec = &connector.spec;
+    let errors = &spec.errors;
+    if errors.dead_letter_topic.is_some() && errors.tolerance != ErrorTolerance::All {
+        return Err(ConfigError::Invalid {
+            field: "spec.errors.deadLetterTopic".to_owned(),
+            message:
+                "needs spec.errors.tolerance All (with None the connector stops at the first bad record)"
+                    .to_owned(),
+        });
+    }
+    if errors.retry.initial_delay_ms > errors.retry.max_delay_ms {
+        return Err(ConfigError::Invalid {
+            field: "spec.errors.retry.initialDelayMs".to_owned(),
+            message: "must not exceed spec.errors.retry.maxDelayMs".to_owned(),
+        });
+    }
+    match (&spec.source, &spec.sink) {
+        (Some(_), None) => validate(connector, secrets).map(Role::Source),
+        (None, Some(sink)) => validate_sink(connector, sink, secrets).map(|s| Role::Sink(Box::new(s))),
+        _ => Err(ConfigError::Invalid {
+            field: "spec".to_owned(),
+            message: "set exactly one of source or sink".to_owned(),
+        }),
+    }
+}
+
+/// Checks a sink: topics, group, batch limits and its one target block.
+fn validate_sink(
+    connector: &Connector,
+    sink: &SinkSpec,
+    secrets: &SecretResolver,
+) -> Result<SinkConfig, ConfigError> {
+    let invalid = |field: &str, message: &str| ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    };
+    if sink.topics.is_empty() {
+        return Err(invalid("spec.sink.topics", "list at least one topic"));
+    }
+    for (i, topic) in sink.topics.iter().enumerate() {
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                &format!("spec.sink.topics[{i}]"),
+                "a Kafka topic name: 1-249 letters, digits, '.', '_' and '-'",
+            ));
+        }
+    }
+    let batch = &sink.batch;
+    if !(1..=100_000).contains(&batch.max_records) {
+        return Err(invalid("spec.sink.batch.maxRecords", "must be 1 to 100000"));
+    }
+    if !(1024..=104_857_600).contains(&batch.max_bytes) {
+        return Err(invalid("spec.sink.batch.maxBytes", "must be 1024 to 104857600"));
+    }
+    if batch.linger_ms > 60_000 {
+        return Err(invalid("spec.sink.batch.lingerMs", "must be 0 to 60000"));
+    }
+    if !(1..=64).contains(&batch.max_in_flight) {
+        return Err(invalid("spec.sink.batch.maxInFlight", "must be 1 to 64"));
+    }
+    let target = match (&sink.opensearch, &sink.postgres, &sink.http) {
+        (Some(opensearch), None, None) => {
+            let field = "spec.sink.opensearch";
+            let url = &opensearch.url;
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .filter(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+            let Some(rest) = rest else {
+                return Err(invalid(
+                    &format!("{field}.url"),
+                    "must be an http:// or https:// URL, e.g. https://opensearch:9200",
+                ));
+            };
+            if rest
+                .split('/')
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+            {
+                return Err(invalid(
+                    &format!("{field}.url"),
+                    "must not hold credentials: use basicAuth with a Secret",
+                ));
+            }
+            if let Some(index) = &opensearch.index
+                && (index.is_empty()
+                    || index.starts_with(['-', '_', '+'])
+                    || index
+                        .chars()
+                        .any(|c| c.is_ascii_uppercase() || r#"\/*?"<>| ,#:"#.contains(c)))
+            {
+                return Err(invalid(
+                    &format!("{field}.index"),
+                    "an index name: lower case, not starting with '-', '_' or '+', without spaces or \\/*?\"<>|,#:",
+                ));
+            }
+            let password = opensearch
+                .basic_auth
+                .as_ref()
+                .map(|auth| {
+                    secrets.resolve(
+                        &format!("{field}.basicAuth.passwordSecretRef"),
+                        &auth.password_secret_ref,
+                    )
+                })
+                .transpose()?;
+            Target::OpenSearch(OpenSearchConfig {
+                spec: opensearch.clone(),
+                password,
+            })
+        }
+        (None, Some(postgres), None) => Target::Postgres(
+            PostgresSinkConfig::new(postgres.clone(), secrets).map_err(|e| match e {
+                PostgresSinkError::Secret(e) => ConfigError::Secret(e),
+                other @ PostgresSinkError::Invalid { .. } => ConfigError::Target(other.to_string()),
+            })?,
+        ),
+        (None, None, Some(http)) => {
+            Target::Http(HttpSinkConfig::new(http.clone(), secrets).map_err(|e| match e {
+                HttpSinkError::Secret(e) => ConfigError::Secret(e),
+                other @ HttpSinkError::Invalid { .. } => ConfigError::Target(other.to_string()),
+            })?)
+        }
+        _ => {
+            return Err(invalid(
+                "spec.sink",
+                "set exactly one of opensearch, postgres or http",
+            ));
+        }
+    };
+    let name = connector_name(connector);
+    let group_id = sink
+        .group_id
+        .clone()
+        .unwrap_or_else(|| match &connector.metadata.namespace {
+            Some(namespace) => format!("tributary-{namespace}-{name}"),
+            None => format!("tributary-{name}"),
+        });
+    Ok(SinkConfig {
+        spec: sink.clone(),
+        group_id,
+        errors: connector.spec.errors.clone(),
+        target,
+    })
 }
 
 /// Checks what the CRD's CEL rules check on Kubernetes, and resolves secrets.
@@ -484,24 +678,104 @@ spec:
             bootstrap_servers: bootstrap.map(str::to_owned),
             ..LoadOptions::default()
         };
-        let source = validate(&connector, &options.secrets)?;
+        let role = validate_role(&connector, &options.secrets)?;
         let cluster = chosen_cluster(&connector, &clusters);
         let kafka = kafka_connection(&connector, cluster, &clusters, &options)?;
         let registry = registry(&connector, cluster, &options)?;
         Ok(WorkerConfig {
             id: String::new(),
             connector,
-            source,
+            role,
             kafka,
             registry,
         })
+    }
+
+    const SINK: &str = "\
+apiVersion: tributary.dev/v1alpha1
+kind: Connector
+metadata:
+  name: ratings-search
+  namespace: shop
+spec:
+  sink:
+    topics: [ratings]
+    opensearch:
+      url: http://opensearch:9200
+";
+
+    #[test]
+    fn a_sink_gets_its_group_and_target() {
+        let config = load_text(SINK, Some("k:1")).unwrap();
+        let Role::Sink(sink) = config.role else {
+            panic!("a sink")
+        };
+        assert_eq!(sink.group_id, "tributary-shop-ratings-search");
+        assert_eq!(sink.spec.batch.max_records, 1000);
+        assert_eq!(sink.errors.tolerance, ErrorTolerance::None);
+        assert!(sink.errors.context_headers);
+        assert!(matches!(sink.target, Target::OpenSearch(_)));
+    }
+
+    #[test]
+    fn sink_errors_name_the_field() {
+        let cases = [
+            (
+                SINK.replace("http://opensearch:9200", "http://admin:pw@opensearch:9200"),
+                "spec.sink.opensearch.url: must not hold credentials",
+            ),
+            (
+                SINK.replace("http://opensearch:9200", "opensearch:9200"),
+                "spec.sink.opensearch.url: must be an http:// or https:// URL",
+            ),
+            (
+                SINK.replace("    topics: [ratings]\n", "    topics: [ratings, 'bad topic']\n"),
+                "spec.sink.topics[1]: a Kafka topic name",
+            ),
+            (
+                format!("{SINK}  errors:\n    deadLetterTopic: dlq\n"),
+                "spec.errors.deadLetterTopic: needs spec.errors.tolerance All",
+            ),
+            (
+                SINK.replace(
+                    "      url: http://opensearch:9200\n",
+                    "      url: http://opensearch:9200\n      index: Ratings\n",
+                ),
+                "spec.sink.opensearch.index: an index name",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = load_text(&text, Some("k:1")).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{message}");
+            assert!(!message.contains("pw@"), "{message}");
+        }
+        let both = format!("{SINK}  source:\n    datagen:\n      dataset: Ratings\n      topic: r\n");
+        let message = load_text(&both, Some("k:1")).unwrap_err().to_string();
+        assert_eq!(message, "spec: set exactly one of source or sink");
+    }
+
+    #[test]
+    fn the_opensearch_password_comes_from_a_secret() {
+        let text = SINK.replace(
+            "      url: http://opensearch:9200\n",
+            "      url: http://opensearch:9200\n      basicAuth: {username: w, passwordSecretRef: {name: cfg-test-os, key: password}}\n",
+        );
+        let message = load_text(&text, Some("k:1")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.sink.opensearch.basicAuth.passwordSecretRef: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("TRIBUTARY_SECRET_CFG_TEST_OS_PASSWORD"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_kafka_cluster_in_the_same_file_is_used() {
         let config = load_text(&format!("{CONNECTOR}---\n{CLUSTER}"), None).unwrap();
         assert_eq!(config.kafka.bootstrap_servers(), "10.0.0.1:9092");
-        let Source::Postgres(pg) = config.source else {
+        let Role::Source(Source::Postgres(pg)) = config.role else {
             panic!()
         };
         assert!(pg.captures("public", "orders"));

@@ -66,4 +66,53 @@ pub enum SinkError {
 }
 
 pub mod http;
+pub mod opensearch;
 pub mod postgres;
+pub mod runtime;
+
+use crate::config::Target;
+
+/// The writer of the configured target (one arm per target type).
+#[derive(Debug)]
+pub enum Writer {
+    /// OpenSearch / Elasticsearch `_bulk`.
+    OpenSearch(opensearch::OpenSearchWriter),
+    /// A PostgreSQL table.
+    Postgres(Box<postgres::PostgresWriter>),
+    /// An HTTP endpoint.
+    Http(http::HttpWriter),
+}
+
+impl Writer {
+    /// A new writer (with its own connections) for `target`.
+    pub async fn connect(target: &Target) -> Result<Self, SinkError> {
+        Ok(match target {
+            Target::OpenSearch(config) => {
+                Self::OpenSearch(opensearch::OpenSearchWriter::new(config.clone())?)
+            }
+            Target::Postgres(config) => {
+                Self::Postgres(Box::new(postgres::PostgresWriter::connect(config.clone()).await?))
+            }
+            Target::Http(config) => Self::Http(http::HttpWriter::new(config.clone())?),
+        })
+    }
+
+    /// The component named in dead-letter headers (`__connect.errors.class.name`).
+    pub fn component(target: &Target) -> &'static str {
+        match target {
+            Target::OpenSearch(_) => "tributary.sink.opensearch",
+            Target::Postgres(_) => "tributary.sink.postgres",
+            Target::Http(_) => "tributary.sink.http",
+        }
+    }
+}
+
+impl SinkWriter for Writer {
+    async fn write(&mut self, batch: &[Record]) -> Result<WriteOutcome, SinkError> {
+        match self {
+            Self::OpenSearch(writer) => writer.write(batch).await,
+            Self::Postgres(writer) => writer.write(batch).await,
+            Self::Http(writer) => writer.write(batch).await,
+        }
+    }
+}

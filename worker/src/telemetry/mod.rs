@@ -21,6 +21,23 @@ use prometheus_client::registry::Registry;
 
 use crate::delivery::DeliveryCounters;
 
+/// Counters of a sink connector (shared with the metrics).
+#[derive(Clone, Debug, Default)]
+pub struct SinkCounters {
+    /// Records the target acknowledged.
+    pub records: Counter,
+    /// Key + value bytes of the records written.
+    pub bytes: Counter,
+    /// Writes (batches) the target acknowledged.
+    pub batches: Counter,
+    /// Retried writes.
+    pub retries: Counter,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: Counter,
+    /// Bad records (undecodable or refused by the target).
+    pub bad_records: Counter,
+}
+
 /// The worker's metrics and health flags.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -35,6 +52,8 @@ pub struct Telemetry {
     pub lag_bytes: Gauge,
     /// Milliseconds between the last transaction's commit and its processing.
     pub lag_millis: Gauge,
+    /// Sink connectors' counters.
+    pub sink: SinkCounters,
     ready: AtomicBool,
     failed: AtomicBool,
     state: std::sync::Mutex<String>,
@@ -70,8 +89,44 @@ impl Default for Telemetry {
             "Time between the last transaction's commit and its processing",
             lag_millis.clone(),
         );
+        let sink = SinkCounters::default();
+        for (name, help, counter) in [
+            (
+                "sink_records_written",
+                "Records the sink's target acknowledged",
+                &sink.records,
+            ),
+            (
+                "sink_bytes_written",
+                "Key and value bytes the sink wrote",
+                &sink.bytes,
+            ),
+            (
+                "sink_batches_written",
+                "Writes the sink's target acknowledged",
+                &sink.batches,
+            ),
+            (
+                "sink_retries",
+                "Sink writes retried after a transient failure",
+                &sink.retries,
+            ),
+            (
+                "sink_dead_lettered",
+                "Records sent to the dead-letter topic",
+                &sink.dead_lettered,
+            ),
+            (
+                "sink_bad_records",
+                "Records undecodable or refused by the target",
+                &sink.bad_records,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         Self {
             registry,
+            sink,
             delivery,
             snapshot_rows,
             errors,
