@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ClusterRef, Properties, SecretKeyRef};
 use crate::sink::SinkSpec;
+use crate::transform::TransformSpec;
 
 /// A source or sink connector.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +71,16 @@ pub struct ConnectorSpec {
     /// partition and the broker's default replication factor.
     #[serde(default)]
     pub topic_creation: TopicCreation,
+
+    /// Transforms applied in order to every record between decoding and the
+    /// sink (Kafka Connect's single message transforms): filter, insert,
+    /// rename, drop, keep or mask fields, extract, flatten, cast, route,
+    /// value-to-key, Debezium unwrap, each optionally under a predicate. See
+    /// docs/transforms.md. Applied by sinks (sources refuse a non-empty list
+    /// for now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub transforms: Vec<TransformSpec>,
 
     /// What happens to a record that cannot be processed (undecodable,
     /// refused by the target) and how failed writes are retried (Kafka

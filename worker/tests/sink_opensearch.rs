@@ -697,3 +697,32 @@ async fn two_workers_share_partitions_and_one_takes_over_from_a_killed_one() {
     }
     assert!(second.stop());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_low_rating_chain_unwraps_filters_and_marks_debezium_events() {
+    let fx = Fixture::new("os-chain", 1).await;
+    let transforms = "  transforms:\n    - unwrap: {}\n    - filter: {expression: rating < 3}\n    - insertField: {field: alert, value: low-rating}\n";
+    let mut worker = fx.start(&fx.yaml(&fx.endpoints.opensearch_url, "", transforms));
+    fx.produce(
+        &fx.topic,
+        &[
+            event("c", 1, Some(1)),
+            event("c", 2, Some(5)),
+            event("u", 1, Some(2)),
+            event("c", 3, Some(2)),
+            event("c", 4, Some(4)),
+        ],
+    )
+    .await;
+    let documents = fx.wait_for_documents(2, &mut worker).await;
+    let low = |id: u32| json!({"id": id, "rating": 2, "region": "eu", "alert": "low-rating"});
+    assert_eq!(
+        documents,
+        BTreeMap::from([
+            ("{\"id\":1}".to_owned(), low(1)),
+            ("{\"id\":3}".to_owned(), low(3)),
+        ])
+    );
+    assert!(worker.stop());
+    assert_eq!(fx.committed(0), Some(5), "filtered records count as done");
+}

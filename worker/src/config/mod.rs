@@ -28,6 +28,7 @@ pub use self::secrets::{SecretError, SecretResolver};
 use crate::sink::http::{HttpSinkConfig, HttpSinkError};
 use crate::sink::opensearch::OpenSearchConfig;
 use crate::sink::postgres::{PostgresSinkConfig, PostgresSinkError};
+use crate::transform::{TransformChain, TransformConfigError};
 
 /// Everything a worker needs to run its connector.
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub struct SinkConfig {
     pub group_id: String,
     /// `spec.errors`.
     pub errors: ErrorHandling,
+    /// `spec.transforms`, compiled.
+    pub transforms: TransformChain,
     /// The target system.
     pub target: Target,
 }
@@ -321,6 +324,10 @@ pub fn validate_role(connector: &Connector, secrets: &SecretResolver) -> Result<
         });
     }
     match (&spec.source, &spec.sink) {
+        (Some(_), None) if !spec.transforms.is_empty() => Err(ConfigError::Invalid {
+            field: "spec.transforms".to_owned(),
+            message: "applied by sink connectors only so far; remove it from this source".to_owned(),
+        }),
         (Some(_), None) => validate(connector, secrets).map(Role::Source),
         (None, Some(sink)) => validate_sink(connector, sink, secrets).map(|s| Role::Sink(Box::new(s))),
         _ => Err(ConfigError::Invalid {
@@ -447,10 +454,14 @@ fn validate_sink(
             Some(namespace) => format!("tributary-{namespace}-{name}"),
             None => format!("tributary-{name}"),
         });
+    let transforms = TransformChain::new(&connector.spec.transforms).map_err(|e| match e {
+        TransformConfigError::Invalid { field, message } => ConfigError::Invalid { field, message },
+    })?;
     Ok(SinkConfig {
         spec: sink.clone(),
         group_id,
         errors: connector.spec.errors.clone(),
+        transforms,
         target,
     })
 }
@@ -749,6 +760,18 @@ spec:
             assert!(message.starts_with(expected), "{message}");
             assert!(!message.contains("pw@"), "{message}");
         }
+        let bad_filter = format!("{SINK}  transforms:\n    - filter: {{expression: 'rating <'}}\n");
+        let message = load_text(&bad_filter, Some("k:1")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.transforms[0].filter.expression: "),
+            "{message}"
+        );
+        let on_source = format!("{CONNECTOR}  transforms:\n    - filter: {{expression: 'a < 3'}}\n");
+        let message = load_text(&on_source, Some("k:1")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("spec.transforms: applied by sink connectors only"),
+            "{message}"
+        );
         let both = format!("{SINK}  source:\n    datagen:\n      dataset: Ratings\n      topic: r\n");
         let message = load_text(&both, Some("k:1")).unwrap_err().to_string();
         assert_eq!(message, "spec: set exactly one of source or sink");

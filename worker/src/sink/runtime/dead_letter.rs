@@ -7,7 +7,7 @@
 //! | `__connect.errors.topic` / `.partition` / `.offset` | where the record was read |
 //! | `__connect.errors.connector.name` | the connector (`<namespace>/<name>`) |
 //! | `__connect.errors.task.id` | `0` (one task per worker) |
-//! | `__connect.errors.stage` | `KEY_CONVERTER`, `VALUE_CONVERTER` or `TASK_PUT` |
+//! | `__connect.errors.stage` | `KEY_CONVERTER`, `VALUE_CONVERTER`, `TRANSFORMATION` or `TASK_PUT` |
 //! | `__connect.errors.class.name` | the component, e.g. `tributary.sink.opensearch` |
 //! | `__connect.errors.exception.class.name` | the error class, e.g. `mapper_parsing_exception` |
 //! | `__connect.errors.exception.message` | the message |
@@ -30,6 +30,8 @@ pub enum Stage {
     KeyConverter,
     /// Decoding the value.
     ValueConverter,
+    /// A transform of `spec.transforms`.
+    Transformation,
     /// Writing into the target.
     TaskPut,
 }
@@ -40,6 +42,7 @@ impl Stage {
         match self {
             Self::KeyConverter => "KEY_CONVERTER",
             Self::ValueConverter => "VALUE_CONVERTER",
+            Self::Transformation => "TRANSFORMATION",
             Self::TaskPut => "TASK_PUT",
         }
     }

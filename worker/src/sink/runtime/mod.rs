@@ -7,7 +7,7 @@
 //!     │  (backpressure)           │ a partition in ≤ 1 write at a time
 //!     │                           ▼
 //!     │                 write task (≤ maxInFlight, one writer each):
-//!     │                   decode (format) → writer.write (retries: backoff
+//!     │                   decode (format) → transforms → writer.write (retries: backoff
 //!     │                   + jitter, Retry-After) → bad records to the
 //!     │                   dead-letter topic (tolerance All) or stop (None)
 //!     │                           │ BatchDone
@@ -520,23 +520,36 @@ async fn decode_batch(
                 other => break other,
             }
         };
-        match decoded {
-            Ok(record) => {
+        let decoded = decoded.map_err(|(stage, error)| Failure {
+            stage,
+            component: format!("tributary.format.{}", format_name(&shared.run.formats, stage)),
+            class: error.class().to_owned(),
+            message: error.to_string(),
+        });
+        let transformed = decoded.and_then(|record| {
+            shared
+                .run
+                .config
+                .transforms
+                .apply(record)
+                .map_err(|error| Failure {
+                    stage: Stage::Transformation,
+                    component: format!("tributary.transform.{}", error.transform),
+                    class: error.transform.to_owned(),
+                    message: error.to_string(),
+                })
+        });
+        match transformed {
+            // Filtered out: nothing to write, its offset counts as done.
+            Ok(None) => {}
+            Ok(Some(record)) => {
                 out.bytes += (message.key.as_ref().map_or(0, Vec::len)
                     + message.value.as_ref().map_or(0, Vec::len)) as u64;
                 out.records.push(record);
                 out.origins.push(index);
             }
-            Err((stage, error)) => {
-                out.failures.push((
-                    index,
-                    Failure {
-                        stage,
-                        component: format!("tributary.format.{}", format_name(&shared.run.formats, stage)),
-                        class: error.class().to_owned(),
-                        message: error.to_string(),
-                    },
-                ));
+            Err(failure) => {
+                out.failures.push((index, failure));
                 if tolerance == ErrorTolerance::None {
                     stopped.insert(message.tp());
                 }
