@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm connect
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator bench-cdc \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator bench-cdc bench-sink-opensearch \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -45,6 +45,10 @@ bench-operator: infra-kafka infra-k8s ## Benchmark: 1,000 Topics applied to the 
 bench-cdc: infra-postgres infra-kafka infra-connect ## Benchmark: CDC of 1M rows vs pg_recvlogical and Kafka Connect + Debezium (release worker)
 	cargo build --release -p tributary-worker
 	cargo run --release -q -p tributary-worker --example cdc_bench -- 1000000 20
+
+bench-sink-opensearch: infra-kafka infra-opensearch ## Benchmark: OpenSearch sink docs/s vs a raw _bulk loader, peak RSS (release worker)
+	cargo build --release -p tributary-worker
+	cargo run --release -q -p tributary-worker --example opensearch_bench -- 200000
 
 crds: ## Regenerate crds/ from the Rust types in api/
 	cargo run -q -p tributary-api --bin crdgen -- crds
