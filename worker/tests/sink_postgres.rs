@@ -584,3 +584,33 @@ async fn a_cut_connection_is_retryable_and_the_next_write_reconnects() {
         [json!({"id": 1}), json!({"id": 2})]
     );
 }
+
+#[tokio::test]
+async fn awkward_text_and_json_values_arrive_unchanged() {
+    let db = Db::new().await;
+    let mut writer = db.writer(db.spec()).await;
+    let value = json!({
+        "id": 1,
+        "note": "tab\there, newline\nthere, back\\slash, \\N, quote \" and ünïcödé",
+        "doc": {"text": "line\nbreak\t\\", "list": [1, 2.5, null, true]},
+        "huge": 18_446_744_073_709_551_615_u64,
+    });
+    let outcome = writer
+        .write(&[record("odd", json!({"id": 1}), Some(value.clone()))])
+        .await
+        .unwrap();
+    assert!(outcome.rejected.is_empty(), "{outcome:?}");
+    assert_eq!(
+        db.columns("odd").await,
+        [
+            "id: bigint",
+            "note: text null",
+            "doc: jsonb null",
+            "huge: numeric null"
+        ]
+    );
+    let rows = db.rows("SELECT id, note, doc, huge::text AS huge FROM odd").await;
+    assert_eq!(rows[0]["note"], value["note"]);
+    assert_eq!(rows[0]["doc"], value["doc"]);
+    assert_eq!(rows[0]["huge"], "18446744073709551615");
+}

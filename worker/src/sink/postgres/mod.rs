@@ -9,10 +9,11 @@
 //!   for each table: create it (autoCreate) or add missing columns
 //!                   (autoEvolve) — DDL, committed on its own, idempotent
 //!   BEGIN
+//!     for each table: CREATE TEMP TABLE IF NOT EXISTS <stage> (its columns)
 //!     for each table, for each group of changes (first: all of them):
 //!       SAVEPOINT
 //!       DELETE … USING json_populate_recordset($1)        (deletes)
-//!       INSERT … SELECT … FROM json_populate_recordset($1)
+//!       COPY <stage> FROM STDIN; INSERT … SELECT … FROM <stage>
 //!              [ON CONFLICT (key) DO UPDATE SET …]        (writes, per column set)
 //!       ok → RELEASE; a row-level error (SQLSTATE class 22 or 23) →
 //!       ROLLBACK TO SAVEPOINT and retry both halves, down to the one bad
@@ -21,9 +22,12 @@
 //! ```
 //!
 //! So a batch is atomic: either everything but the rejected rows is
-//! committed, or nothing is (retry). Rows go to Postgres as one JSON text
-//! parameter per statement, which Postgres itself converts to the column
-//! types (see [`sql`]); measured against `COPY` in BENCHMARKS.md.
+//! committed, or nothing is (retry). Rows reach Postgres through `COPY`
+//! into a staging table and one merge statement (see [`sql`]). The first
+//! version sent them as one JSON parameter read by `json_populate_recordset`;
+//! side by side the two are within this machine's noise, staging a little
+//! ahead (COPY's text format is cheaper to parse than JSON), so staging
+//! stays (`make bench-sink-postgres`, BENCHMARKS.md).
 //!
 //! Errors: a lost connection, serialization failure, deadlock, lock timeout
 //! or server shutdown is retryable; refused authentication, a missing
@@ -35,8 +39,10 @@ mod plan;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
+use std::io::Cursor;
 use std::time::Duration;
 
+use futures::SinkExt;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -159,6 +165,8 @@ pub struct PostgresWriter {
     client: Option<Client>,
     /// Columns of the tables seen so far (absent: not looked up yet).
     columns: HashMap<String, HashSet<String>>,
+    /// Staging table of each table written (temporary: one per session).
+    stages: HashMap<String, String>,
 }
 
 /// Class of records whose fields have no column (`autoEvolve: false`).
@@ -171,6 +179,7 @@ impl PostgresWriter {
             config,
             client: None,
             columns: HashMap::new(),
+            stages: HashMap::new(),
         }
     }
 
@@ -196,7 +205,10 @@ impl PostgresWriter {
         let spec = &self.config.spec;
         let mut tables = Vec::with_capacity(plan.tables.len());
         for changes in plan.tables {
-            let prepared = prepare_table(client, spec, &mut self.columns, changes, &mut rejected).await;
+            let next = format!("pg_temp.\"tributary_stage_{}\"", self.stages.len());
+            let stage = self.stages.entry(changes.table.clone()).or_insert(next).clone();
+            let prepared =
+                prepare_table(client, spec, &mut self.columns, changes, stage, &mut rejected).await;
             match prepared {
                 Ok(Some(table)) => tables.push(table),
                 Ok(None) => {}
@@ -227,7 +239,10 @@ impl PostgresWriter {
         match error {
             Failure::Batch(error) => {
                 if matches!(error, SinkError::Retryable { .. }) {
+                    // The table may have changed under us: look it up again,
+                    // with fresh staging tables (a new session).
                     self.columns.clear();
+                    self.client = None;
                 }
                 if self.client.as_ref().is_some_and(Client::is_closed) {
                     self.client = None;
@@ -249,6 +264,7 @@ impl SinkWriter for PostgresWriter {
 /// fields all have columns.
 struct Table {
     name: String,
+    stage: String,
     key: Vec<String>,
     changes: Vec<Change>,
 }
@@ -260,6 +276,7 @@ async fn prepare_table(
     spec: &PostgresSink,
     cache: &mut HashMap<String, HashSet<String>>,
     changes: TableChanges,
+    stage: String,
     rejected: &mut Vec<Rejected>,
 ) -> Result<Option<Table>, Failure> {
     let name = sql::qualified(&spec.schema, &changes.table);
@@ -297,10 +314,12 @@ async fn prepare_table(
     if !missing.is_empty() {
         if spec.auto_evolve {
             tracing::info!(table = %name, columns = ?missing.iter().map(|c| &c.0).collect::<Vec<_>>(), "adding columns");
-            client
-                .batch_execute(&sql::add_columns(&name, &missing))
-                .await
-                .map_err(|e| classify(&e))?;
+            // The staging table is a copy of the old columns: recreate it.
+            let ddl = format!(
+                "{}; DROP TABLE IF EXISTS {stage}",
+                sql::add_columns(&name, &missing)
+            );
+            client.batch_execute(&ddl).await.map_err(|e| classify(&e))?;
             let columns = table_columns(client, &spec.schema, &changes.table).await?;
             cache.insert(changes.table.clone(), columns);
         } else {
@@ -322,6 +341,7 @@ async fn prepare_table(
     }
     Ok(Some(Table {
         name,
+        stage,
         key,
         changes: kept,
     }))
@@ -383,7 +403,15 @@ async fn transaction(
     tables: &[Table],
     rejected: &mut Vec<Rejected>,
 ) -> Result<(), Failure> {
-    client.batch_execute("BEGIN").await.map_err(|e| classify(&e))?;
+    let mut begin = "BEGIN".to_owned();
+    for table in tables
+        .iter()
+        .filter(|t| t.changes.iter().any(|c| c.op != Op::Delete))
+    {
+        begin.push_str("; ");
+        begin.push_str(&sql::create_staging(&table.stage, &table.name));
+    }
+    client.batch_execute(&begin).await.map_err(|e| classify(&e))?;
     for table in tables {
         let mut pending = vec![table.changes.as_slice()];
         while let Some(group) = pending.pop() {
@@ -451,16 +479,29 @@ async fn apply(
         groups[slot].1.push(row);
     }
     for (columns, rows) in groups {
-        let statement = match spec.insert_mode {
-            InsertMode::Insert => Some(sql::insert(&table.name, &columns, None)),
-            InsertMode::Upsert => Some(sql::insert(&table.name, &columns, Some(&table.key))),
-            InsertMode::Update => sql::update(&table.name, &columns, &table.key),
+        let (name, stage) = (&table.name, &table.stage);
+        let merge = match spec.insert_mode {
+            InsertMode::Insert => Some(sql::insert(name, stage, &columns, None)),
+            InsertMode::Upsert => Some(sql::insert(name, stage, &columns, Some(&table.key))),
+            InsertMode::Update => sql::update(name, stage, &columns, &table.key),
         };
-        if let Some(statement) = statement {
-            execute(client, &statement, &rows).await?;
-        }
+        let Some(merge) = merge else { continue };
+        let mut data = Vec::with_capacity(rows.len() * 128);
+        sql::copy_rows(&rows, &columns, &mut data);
+        copy(client, &sql::copy_into(stage, &columns), data).await?;
+        client.batch_execute(&merge).await.map_err(|e| classify(&e))?;
     }
     Ok(())
+}
+
+async fn copy(client: &Client, statement: &str, data: Vec<u8>) -> Result<u64, Failure> {
+    let sink = client
+        .copy_in::<_, Cursor<Vec<u8>>>(statement)
+        .await
+        .map_err(|e| classify(&e))?;
+    let mut sink = Box::pin(sink);
+    sink.send(Cursor::new(data)).await.map_err(|e| classify(&e))?;
+    sink.as_mut().finish().await.map_err(|e| classify(&e))
 }
 
 async fn execute(client: &Client, statement: &str, rows: &[&Row]) -> Result<u64, Failure> {

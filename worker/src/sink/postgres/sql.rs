@@ -1,11 +1,12 @@
-//! SQL text for the Postgres sink (pure).
+//! SQL text and COPY data for the Postgres sink (pure).
 //!
-//! Rows travel as one parameter: a JSON array of row objects, read back by
-//! `json_populate_recordset(NULL::<table>, $1)`, which converts every field
-//! to its column's type with Postgres's own input functions. One statement
-//! writes a whole batch, whatever its size and the number of columns (no
-//! 65,535-parameter limit), and identifiers are quoted, never interpolated
-//! as values.
+//! Rows to write go through a temporary staging table: `COPY` of the rows
+//! (text format, see [`copy_rows`]), then one `INSERT … SELECT … ON CONFLICT`
+//! (or `UPDATE … FROM`) from it. Postgres converts every value to its column
+//! type with its own input functions. Keys to delete go as one JSON
+//! parameter read by `json_populate_recordset(NULL::<table>, $1)`. Either way
+//! one statement handles a whole batch whatever its size (no 65,535-parameter
+//! limit), and identifiers are quoted, never interpolated as values.
 
 use serde_json::Value;
 
@@ -27,18 +28,37 @@ fn source(table: &str) -> String {
     format!("json_populate_recordset(NULL::{table}, $1::text::json) AS x")
 }
 
-/// INSERT of the rows in `$1`; `conflict`: the key columns to upsert on.
-pub fn insert(table: &str, columns: &[String], conflict: Option<&[String]>) -> String {
+/// The staging table of `table`: same columns, no constraints (a column the
+/// records do not carry is NULL there and left out of the merge), emptied
+/// at commit.
+pub fn create_staging(staging: &str, table: &str) -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS SELECT * FROM {table} WITH NO DATA"
+    )
+}
+
+/// COPY into the staging table.
+pub fn copy_into(staging: &str, columns: &[String]) -> String {
+    format!("COPY {staging} ({}) FROM STDIN", list(columns))
+}
+
+/// INSERT of the staged rows, then emptying the stage for the next group;
+/// `conflict`: the key columns to upsert on.
+pub fn insert(table: &str, staging: &str, columns: &[String], conflict: Option<&[String]>) -> String {
+    format!(
+        "{}; DELETE FROM {staging}",
+        insert_from(table, staging, columns, conflict)
+    )
+}
+
+fn insert_from(table: &str, staging: &str, columns: &[String], conflict: Option<&[String]>) -> String {
     let cols = list(columns);
     let select = columns
         .iter()
         .map(|c| format!("x.{}", ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "INSERT INTO {table} ({cols}) SELECT {select} FROM {}",
-        source(table)
-    );
+    let sql = format!("INSERT INTO {table} ({cols}) SELECT {select} FROM {staging} AS x");
     let Some(key) = conflict else { return sql };
     let updates: Vec<String> = columns
         .iter()
@@ -63,9 +83,9 @@ fn key_match(key: &[String]) -> String {
         .join(" AND ")
 }
 
-/// UPDATE of the rows in `$1` matched by `key` (`None` when only key columns
-/// are present: there is nothing to set).
-pub fn update(table: &str, columns: &[String], key: &[String]) -> Option<String> {
+/// UPDATE from the staged rows matched by `key`, then emptying the stage
+/// (`None` when only key columns are present: there is nothing to set).
+pub fn update(table: &str, staging: &str, columns: &[String], key: &[String]) -> Option<String> {
     let sets: Vec<String> = columns
         .iter()
         .filter(|c| !key.contains(c))
@@ -75,9 +95,8 @@ pub fn update(table: &str, columns: &[String], key: &[String]) -> Option<String>
         return None;
     }
     Some(format!(
-        "UPDATE {table} AS t SET {} FROM {} WHERE {}",
+        "UPDATE {table} AS t SET {} FROM {staging} AS x WHERE {}; DELETE FROM {staging}",
         sets.join(", "),
-        source(table),
         key_match(key)
     ))
 }
@@ -110,6 +129,43 @@ pub fn add_columns(table: &str, columns: &[(String, &str)]) -> String {
         .map(|(name, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", ident(name)))
         .collect();
     format!("ALTER TABLE {table} {}", adds.join(", "))
+}
+
+/// Appends `rows` (each holding every one of `columns`) in COPY's text
+/// format: tab-separated, `\\N` for NULL, backslash escapes; strings as
+/// they are, objects and arrays as JSON text, numbers and booleans as JSON
+/// writes them (all valid input for the matching column types).
+pub fn copy_rows(rows: &[&serde_json::Map<String, Value>], columns: &[String], out: &mut Vec<u8>) {
+    let mut text = String::new();
+    for row in rows {
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match row.get(column).unwrap_or(&Value::Null) {
+                Value::Null => out.extend_from_slice(b"\\N"),
+                Value::String(s) => escape(s, out),
+                other => {
+                    text.clear();
+                    text.push_str(&other.to_string());
+                    escape(&text, out);
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+fn escape(text: &str, out: &mut Vec<u8>) {
+    for byte in text.bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(byte),
+        }
+    }
 }
 
 /// The column type a JSON value asks for (`None` for null: unknown).
@@ -165,28 +221,47 @@ mod tests {
     #[test]
     fn upsert_updates_non_key_columns() {
         let t = qualified("s", "t");
+        let st = "pg_temp.\"st\"";
         assert_eq!(
-            insert(&t, &cols(&["id", "name"]), Some(&cols(&["id"]))),
-            "INSERT INTO \"s\".\"t\" (\"id\", \"name\") SELECT x.\"id\", x.\"name\" FROM \
-             json_populate_recordset(NULL::\"s\".\"t\", $1::text::json) AS x \
-             ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""
+            insert(&t, st, &cols(&["id", "name"]), Some(&cols(&["id"]))),
+            "INSERT INTO \"s\".\"t\" (\"id\", \"name\") SELECT x.\"id\", x.\"name\" FROM pg_temp.\"st\" AS x \
+             ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\"; DELETE FROM pg_temp.\"st\""
         );
         assert!(
-            insert(&t, &cols(&["id"]), Some(&cols(&["id"]))).ends_with("ON CONFLICT (\"id\") DO NOTHING")
+            insert(&t, st, &cols(&["id"]), Some(&cols(&["id"])))
+                .ends_with("ON CONFLICT (\"id\") DO NOTHING; DELETE FROM pg_temp.\"st\"")
         );
-        assert!(!insert(&t, &cols(&["id"]), None).contains("CONFLICT"));
+        assert!(!insert(&t, st, &cols(&["id"]), None).contains("CONFLICT"));
+        assert_eq!(
+            create_staging(st, &t),
+            "CREATE TEMP TABLE IF NOT EXISTS pg_temp.\"st\" ON COMMIT DELETE ROWS AS SELECT * FROM \"s\".\"t\" WITH NO DATA"
+        );
+        assert_eq!(
+            copy_into(st, &cols(&["id"])),
+            "COPY pg_temp.\"st\" (\"id\") FROM STDIN"
+        );
     }
 
     #[test]
     fn update_and_delete_match_every_key_column() {
         let t = qualified("s", "t");
         assert_eq!(
-            update(&t, &cols(&["a", "b", "v"]), &cols(&["a", "b"])).unwrap(),
-            "UPDATE \"s\".\"t\" AS t SET \"v\" = x.\"v\" FROM json_populate_recordset(NULL::\"s\".\"t\", \
-             $1::text::json) AS x WHERE t.\"a\" = x.\"a\" AND t.\"b\" = x.\"b\""
+            update(&t, "st", &cols(&["a", "b", "v"]), &cols(&["a", "b"])).unwrap(),
+            "UPDATE \"s\".\"t\" AS t SET \"v\" = x.\"v\" FROM st AS x \
+             WHERE t.\"a\" = x.\"a\" AND t.\"b\" = x.\"b\"; DELETE FROM st"
         );
-        assert_eq!(update(&t, &cols(&["a"]), &cols(&["a"])), None);
+        assert_eq!(update(&t, "st", &cols(&["a"]), &cols(&["a"])), None);
         assert!(delete(&t, &cols(&["a"])).starts_with("DELETE FROM \"s\".\"t\" AS t USING"));
+    }
+
+    #[test]
+    fn copy_text_escapes_and_writes_json() {
+        let row = json!({"id": 1, "note": "a\tb\\c\nd", "doc": {"k": "v\n"}, "ok": true, "gone": null});
+        let row = row.as_object().unwrap();
+        let mut out = Vec::new();
+        copy_rows(&[row, row], &cols(&["id", "note", "doc", "ok", "gone"]), &mut out);
+        let line = "1\ta\\tb\\\\c\\nd\t{\"k\":\"v\\\\n\"}\ttrue\t\\N\n";
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{line}{line}"));
     }
 
     #[test]
