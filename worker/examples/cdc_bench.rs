@@ -319,9 +319,23 @@ async fn main() {
         .batch_execute(&format!("CREATE DATABASE {id}"))
         .await
         .unwrap();
+    let ours_prefix = format!("{}-ours", id.replace('_', "-"));
+    let dbz_prefix = format!("{}-dbz", id.replace('_', "-"));
+    let topic = |prefix: &str, table: &str| format!("{prefix}.public.{table}");
     let _cleanup = Cleanup {
         postgres: endpoints.postgres.clone(),
         database: id.clone(),
+        bootstrap: bootstrap.clone(),
+        // Several GB of records: not left behind for a day of retention.
+        topics: vec![
+            topic(&ours_prefix, "bench"),
+            topic(&ours_prefix, "lat_ours"),
+            topic(&dbz_prefix, "bench"),
+            topic(&dbz_prefix, "lat_dbz"),
+            format!("{ours_prefix}-offsets"),
+            format!("{ours_prefix}-status"),
+            format!("__debezium-heartbeat.{ours_prefix}"),
+        ],
     };
     let db_url = format!("host={host} port={port} user=postgres dbname={id}");
     let db = connect(&db_url).await;
@@ -349,9 +363,6 @@ async fn main() {
         .await
         .unwrap();
     }
-    let ours_prefix = format!("{}-ours", id.replace('_', "-"));
-    let dbz_prefix = format!("{}-dbz", id.replace('_', "-"));
-    let topic = |prefix: &str, table: &str| format!("{prefix}.public.{table}");
     create_topics(
         &bootstrap,
         &[
@@ -552,16 +563,19 @@ async fn main() {
     }
 }
 
-/// Drops the benchmark's slots and database, also when it fails half way
-/// (a forgotten slot would hold WAL forever).
+/// Drops the benchmark's slots, database and topics, also when it fails
+/// half way (a forgotten slot would hold WAL forever).
 struct Cleanup {
     postgres: String,
     database: String,
+    bootstrap: String,
+    topics: Vec<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let (postgres, database) = (self.postgres.clone(), self.database.clone());
+        let (bootstrap, topics) = (self.bootstrap.clone(), self.topics.clone());
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -581,6 +595,13 @@ impl Drop for Cleanup {
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
                     .await;
+                if let Ok(kafka) = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .create::<AdminClient<DefaultClientContext>>()
+                {
+                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    let _ = kafka.delete_topics(&names, &AdminOptions::new()).await;
+                }
             });
         })
         .join();
