@@ -370,3 +370,112 @@ async fn a_secret_header_is_sent_but_never_logged() {
     assert!(!text.contains(&secret), "the secret leaked into the logs: {text}");
     assert!(!error.to_string().contains(&secret));
 }
+
+/// End to end: records in a Kafka topic, the worker binary running a
+/// `spec.sink.http` Connector, the receiver getting every value (a 503 on
+/// the way is retried by the runtime).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_delivers_kafka_records_to_the_webhook() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let endpoints = tributary_testkit::Endpoints::from_env();
+    let name = unique_name("http-sink-e2e");
+    let topic = format!("{name}-alerts");
+    let bootstrap = endpoints.kafka_bootstrap.clone();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for id in 0..30 {
+        let value = json!({"id": id, "stars": 1}).to_string();
+        let key = id.to_string();
+        producer
+            .send(
+                FutureRecord::<str, str>::to(&topic).key(&key).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    }
+
+    let (receiver, addr) = Receiver::start(vec![Answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        vec![("retry-after", "1".into())],
+        "warming up",
+        Duration::ZERO,
+    )])
+    .await;
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  format:\n    key: json\n    value: json\n  sink:\n    topics: [{topic}]\n    batch:\n      maxRecords: 10\n      lingerMs: 50\n    http:\n      url: http://{addr}/alerts\n"
+    );
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("connector.yaml"), yaml).unwrap();
+    let log = dir.join("worker.log");
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
+        .args(["run", "-f"])
+        .arg(dir.join("connector.yaml"))
+        .args(["--bootstrap-servers", &bootstrap])
+        .args(["--status-topic", &format!("{name}-status"), "--http-addr", "off"])
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    let arrived = loop {
+        let mut ids: Vec<i64> = receiver
+            .seen()
+            .iter()
+            .skip(1) // the refused first request is sent again
+            .flat_map(|s| s.body.as_array().cloned().unwrap_or_default())
+            .map(|v| v["id"].as_i64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() == 30 {
+            break ids;
+        }
+        if std::time::Instant::now() > deadline || worker.try_wait().unwrap().is_some() {
+            let _ = worker.kill();
+            panic!(
+                "{} of 30 records arrived; worker log:\n{}",
+                ids.len(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(arrived, (0..30).collect::<Vec<i64>>());
+    let seen = receiver.seen();
+    assert!(
+        seen[1..].iter().any(|s| s.body == seen[0].body),
+        "the batch refused with 503 is sent again"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let status = worker.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

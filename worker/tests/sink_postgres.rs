@@ -614,3 +614,119 @@ async fn awkward_text_and_json_values_arrive_unchanged() {
     assert_eq!(rows[0]["doc"], value["doc"]);
     assert_eq!(rows[0]["huge"], "18446744073709551615");
 }
+
+/// End to end: Debezium change events in a Kafka topic, the worker binary
+/// running a `spec.sink.postgres` Connector, the table it keeps.
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
+async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let db = Db::new().await;
+    let name = unique_name("pg-sink-e2e");
+    let topic = format!("{name}.public.ratings");
+    let bootstrap = db.endpoints.kafka_bootstrap.clone();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let event = |op: &str, id: u32, stars: u32| {
+        let row = json!({"id": id, "stars": stars, "comment": format!("bike {id}")});
+        let (before, after) = if op == "d" {
+            (row, Value::Null)
+        } else {
+            (Value::Null, row)
+        };
+        let value =
+            json!({"before": before, "after": after, "op": op, "ts_ms": 1, "source": {"table": "ratings"}});
+        (json!({"id": id}).to_string(), Some(value.to_string()))
+    };
+    let mut records: Vec<(String, Option<String>)> = Vec::new();
+    records.extend((1..=40).map(|id| event("c", id, 1)));
+    records.extend((1..=40).map(|id| event("u", id, id % 5 + 1)));
+    for id in 1..=10 {
+        records.push(event("d", id, 0));
+        records.push((json!({"id": id}).to_string(), None)); // Debezium's tombstone
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (key, value) in &records {
+        let mut record = FutureRecord::<str, str>::to(&topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer.send(record, Duration::from_secs(30)).await.unwrap();
+    }
+
+    let spec = db.spec();
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  format:\n    key: json\n    value: json\n  sink:\n    topics: [{topic}]\n    batch:\n      maxRecords: 25\n      lingerMs: 50\n    postgres:\n      host: {host}\n      port: {port}\n      database: {database}\n      user: {user}\n",
+        host = spec.host,
+        port = spec.port,
+        database = spec.database,
+        user = spec.user,
+    );
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("connector.yaml"), yaml).unwrap();
+    let log = dir.join("worker.log");
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
+        .args(["run", "-f"])
+        .arg(dir.join("connector.yaml"))
+        .args(["--bootstrap-servers", &bootstrap])
+        .args(["--status-topic", &format!("{name}-status"), "--http-addr", "off"])
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let expected: Vec<Value> = (11..=40)
+        .map(|id| json!({"id": id, "stars": id % 5 + 1, "comment": format!("bike {id}")}))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    loop {
+        let rows = if db.columns("ratings").await.is_empty() {
+            Vec::new()
+        } else {
+            db.rows("SELECT id, stars, comment FROM ratings ORDER BY id")
+                .await
+        };
+        if rows == expected {
+            break;
+        }
+        if std::time::Instant::now() > deadline || worker.try_wait().unwrap().is_some() {
+            let _ = worker.kill();
+            panic!(
+                "table not as expected ({} rows); worker log:\n{}",
+                rows.len(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let status = worker.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

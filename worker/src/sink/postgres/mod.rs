@@ -25,9 +25,10 @@
 //! committed, or nothing is (retry). Rows reach Postgres through `COPY`
 //! into a staging table and one merge statement (see [`sql`]). The first
 //! version sent them as one JSON parameter read by `json_populate_recordset`;
-//! side by side the two are within this machine's noise, staging a little
-//! ahead (COPY's text format is cheaper to parse than JSON), so staging
-//! stays (`make bench-sink-postgres`, BENCHMARKS.md).
+//! side by side, over several runs, neither is consistently faster on this
+//! machine (the spread between runs is larger than the difference), so the
+//! COPY path stays: it streams, and COPY's text format is the one Postgres
+//! loads fastest (`make bench-sink-postgres`, BENCHMARKS.md).
 //!
 //! Errors: a lost connection, serialization failure, deadlock, lock timeout
 //! or server shutdown is retryable; refused authentication, a missing
