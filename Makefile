@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm connect
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator bench-cdc bench-sink-opensearch \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -49,6 +49,9 @@ bench-cdc: infra-postgres infra-kafka infra-connect ## Benchmark: CDC of 1M rows
 bench-sink-opensearch: infra-kafka infra-opensearch ## Benchmark: OpenSearch sink docs/s vs a raw _bulk loader, peak RSS (release worker)
 	cargo build --release -p tributary-worker
 	cargo run --release -q -p tributary-worker --example opensearch_bench -- 200000
+
+bench-sink-postgres: infra-postgres ## Benchmark: Postgres sink upsert rows/s vs raw COPY and the JSON-parameter design, peak RSS
+	cargo run --release -q -p tributary-worker --example postgres_sink_bench -- 200000
 
 crds: ## Regenerate crds/ from the Rust types in api/
 	cargo run -q -p tributary-api --bin crdgen -- crds
