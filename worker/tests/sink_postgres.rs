@@ -615,6 +615,31 @@ async fn awkward_text_and_json_values_arrive_unchanged() {
     assert_eq!(rows[0]["huge"], "18446744073709551615");
 }
 
+#[tokio::test]
+async fn an_unchanged_toast_column_keeps_its_value() {
+    let db = Db::new().await;
+    let mut writer = db.writer(db.spec()).await;
+    let t = "cdc.public.docs";
+    let change = |op: &str, body: &str| json!({"before": null, "after": {"id": 1, "title": op, "body": body}, "op": op, "source": {}});
+    writer
+        .write(&[record(t, json!({"id": 1}), Some(change("c", "a long text")))])
+        .await
+        .unwrap();
+    let outcome = writer
+        .write(&[record(
+            t,
+            json!({"id": 1}),
+            Some(change("u", "__debezium_unavailable_value")),
+        )])
+        .await
+        .unwrap();
+    assert!(outcome.rejected.is_empty(), "{outcome:?}");
+    assert_eq!(
+        db.rows("SELECT * FROM docs").await,
+        [json!({"id": 1, "title": "u", "body": "a long text"})]
+    );
+}
+
 /// End to end: Debezium change events in a Kafka topic, the worker binary
 /// running a `spec.sink.postgres` Connector, the table it keeps.
 #[tokio::test(flavor = "multi_thread")]

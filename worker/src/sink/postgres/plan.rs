@@ -73,6 +73,13 @@ pub struct Plan {
 /// Class of records refused before reaching the database.
 pub const INVALID_RECORD: &str = "invalid_record";
 
+/// Debezium's placeholder for an unchanged TOAST column.
+const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
+
+/// Postgres's identifier limit (`NAMEDATALEN - 1` bytes); longer names are
+/// silently truncated, so they are refused instead.
+const MAX_IDENTIFIER: usize = 63;
+
 /// Plans `batch` per `spec` (validated: see `PostgresSinkConfig`).
 pub fn plan(spec: &PostgresSink, batch: &[Record]) -> Plan {
     let mut plan = Plan::default();
@@ -93,6 +100,17 @@ pub fn plan(spec: &PostgresSink, batch: &[Record]) -> Plan {
             }
         };
         let table = table_name(&spec.table, &record.topic);
+        if table.len() > MAX_IDENTIFIER {
+            plan.rejected.push(Rejected {
+                index,
+                class: INVALID_RECORD.to_owned(),
+                message: format!(
+                    "table name {table:?} (spec.sink.postgres.table for topic {:?}) is longer than Postgres's 63 bytes",
+                    record.topic
+                ),
+            });
+            continue;
+        }
         let slot = *table_index.entry(table.clone()).or_insert_with(|| {
             plan.tables.push(TableChanges {
                 table,
@@ -159,6 +177,11 @@ fn record_op(spec: &PostgresSink, record: &Record) -> Result<Option<(Row, Op)>, 
         ));
     };
     let mut row = fields.clone();
+    if spec.debezium_envelope == DebeziumEnvelope::Auto {
+        // An unchanged TOAST column Debezium could not read: leave the
+        // column as it is (the upsert sets only the fields present).
+        row.retain(|_, v| v.as_str() != Some(UNAVAILABLE_VALUE));
+    }
     let key = match spec.primary_key_mode {
         PrimaryKeyMode::None => Row::new(),
         PrimaryKeyMode::RecordValue => key_of(spec, record, Some(fields))?,
@@ -348,6 +371,34 @@ mod tests {
             panic!("a write")
         };
         assert!(written.contains_key("after"));
+    }
+
+    #[test]
+    fn unavailable_toast_columns_are_left_alone_and_long_table_names_refused() {
+        let batch = [
+            record(
+                "db.public.docs",
+                json!({"id": 1}),
+                Some(json!({"op": "u", "before": null,
+                    "after": {"id": 1, "title": "t", "body": "__debezium_unavailable_value"}})),
+            ),
+            record(
+                &format!("db.public.{}", "x".repeat(64)),
+                json!({"id": 2}),
+                Some(json!({"id": 2})),
+            ),
+        ];
+        let plan = plan(&spec(), &batch);
+        assert_eq!(
+            plan.tables[0].changes[0].op,
+            Op::Write(row(&json!({"id": 1, "title": "t"})))
+        );
+        assert_eq!(plan.rejected.len(), 1);
+        assert!(
+            plan.rejected[0]
+                .message
+                .contains("longer than Postgres's 63 bytes")
+        );
     }
 
     #[test]
