@@ -23,7 +23,9 @@
 //! Peak RSS: `VmHWM` of the worker's and of the Connect JVM's process.
 //!
 //! Run with `make bench-cdc` (needs `make infra-postgres infra-kafka
-//! infra-connect`). Args: `[ROWS] [LATENCY_SECONDS]`.
+//! infra-connect`). Args: `[ROWS] [LATENCY_SECONDS] [--no-debezium]`; the
+//! last skips Kafka Connect + Debezium (minutes per run) while iterating on
+//! the worker, and prints the worker's CPU seconds for the drain instead.
 
 // A benchmark program: it prints, fails loudly, and reads top to bottom as one script.
 #![allow(
@@ -304,6 +306,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let rows: u64 = args.next().map_or(1_000_000, |a| a.parse().unwrap());
     let latency_seconds: u64 = args.next().map_or(20, |a| a.parse().unwrap());
+    let with_debezium = args.next().is_none_or(|a| a != "--no-debezium");
     let endpoints = Endpoints::from_env();
     let bootstrap = endpoints.kafka_bootstrap.clone();
     let id = unique_name("cdcbench").replace('-', "_");
@@ -459,8 +462,9 @@ async fn main() {
     let ours_rate = rows as f64 / ((last - first).max(1) as f64 / 1000.0);
     let ours_rss = peak_rss_mib(worker.child.id());
     println!(
-        "  tributary-worker: {:.1} s, peak RSS {ours_rss:.1} MiB",
-        (last - first) as f64 / 1000.0
+        "  tributary-worker: {:.1} s, peak RSS {ours_rss:.1} MiB, {:.2} CPU s since start",
+        (last - first) as f64 / 1000.0,
+        cpu_seconds(worker.child.id())
     );
     let (ours_p50, ours_p99) = latency_phase(
         &db,
@@ -480,6 +484,11 @@ async fn main() {
         p99: Some(ours_p99),
         rss: Some(ours_rss.max(ours_rss_after)),
     });
+
+    if !with_debezium {
+        print_table(&results, None);
+        return;
+    }
 
     // (c) Kafka Connect + Debezium, defaults plus what the shared setup needs:
     // topic creation (the broker creates none by itself; Debezium writes
@@ -541,26 +550,42 @@ async fn main() {
         rss: Some(dbz_rss.max(dbz_rss_after)),
     });
 
-    let (recv_rate, dbz_rate) = (results[0].rows_per_s, results[2].rows_per_s);
+    let dbz_rate = results[2].rows_per_s;
+    print_table(&results, Some(dbz_rate));
+}
+
+/// The results as a Markdown table (ratios to Debezium when it ran).
+fn print_table(results: &[Row], dbz_rate: Option<f64>) {
+    let recv_rate = results[0].rows_per_s;
     println!();
     println!(
         "| consumer | rows/s | vs pg_recvlogical | vs Debezium | commit→Kafka p50 / p99 at 10k rows/s | peak RSS |"
     );
     println!("|---|---|---|---|---|---|");
-    for row in &results {
+    for row in results {
         let latency = match (row.p50, row.p99) {
             (Some(p50), Some(p99)) => format!("{p50} ms / {p99} ms"),
             _ => "—".into(),
         };
         let rss = row.rss.map_or_else(|| "—".into(), |r| format!("{r:.1} MiB"));
+        let vs_dbz = dbz_rate.map_or_else(|| "—".into(), |d| format!("{:.2}×", row.rows_per_s / d));
         println!(
-            "| {} | {:.0} | {:.0} % | {:.2}× | {latency} | {rss} |",
+            "| {} | {:.0} | {:.0} % | {vs_dbz} | {latency} | {rss} |",
             row.name,
             row.rows_per_s,
             100.0 * row.rows_per_s / recv_rate,
-            row.rows_per_s / dbz_rate
         );
     }
+}
+
+/// User + system CPU seconds of process `pid` so far (from /proc; 100 ticks/s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Drops the benchmark's slots, database and topics, also when it fails
