@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,6 +24,11 @@ use tributary_worker::config::SecretResolver;
 use tributary_worker::record::Record;
 use tributary_worker::sink::http::{HttpSinkConfig, HttpWriter};
 use tributary_worker::sink::{SinkError, SinkWriter};
+
+use support::start_worker;
+
+/// How long the end-to-end worker may take to stop gracefully.
+const STOP: Duration = Duration::from_mins(1);
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -426,18 +433,20 @@ async fn the_worker_delivers_kafka_records_to_the_webhook() {
     );
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("connector.yaml"), yaml).unwrap();
-    let log = dir.join("worker.log");
-    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
-        .args(["run", "-f"])
-        .arg(dir.join("connector.yaml"))
-        .args(["--bootstrap-servers", &bootstrap])
-        .args(["--status-topic", &format!("{name}-status"), "--http-addr", "off"])
-        .env("RUST_LOG", "info,librdkafka=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let status_topic = format!("{name}-status");
+    let mut worker = start_worker(
+        &dir,
+        &yaml,
+        &[
+            "--bootstrap-servers",
+            &bootstrap,
+            "--status-topic",
+            &status_topic,
+            "--http-addr",
+            "off",
+        ],
+        &[],
+    );
     let deadline = std::time::Instant::now() + Duration::from_mins(2);
     let arrived = loop {
         let mut ids: Vec<i64> = receiver
@@ -452,14 +461,13 @@ async fn the_worker_delivers_kafka_records_to_the_webhook() {
         if ids.len() == 30 {
             break ids;
         }
-        if std::time::Instant::now() > deadline || worker.try_wait().unwrap().is_some() {
-            let _ = worker.kill();
-            panic!(
-                "{} of 30 records arrived; worker log:\n{}",
-                ids.len(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        // On failure, dropping the worker kills it.
+        assert!(
+            std::time::Instant::now() <= deadline && worker.running(),
+            "{} of 30 records arrived; worker log:\n{}",
+            ids.len(),
+            worker.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(arrived, (0..30).collect::<Vec<i64>>());
@@ -468,14 +476,6 @@ async fn the_worker_delivers_kafka_records_to_the_webhook() {
         seen[1..].iter().any(|s| s.body == seen[0].body),
         "the batch refused with 503 is sent again"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status();
-    let status = worker.wait().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    assert!(worker.stop_within(STOP), "{}", worker.log_text());
     let _ = std::fs::remove_dir_all(&dir);
 }

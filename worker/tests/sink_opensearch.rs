@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tributary_testkit::{Endpoints, unique_name};
 
+use support::{Worker, start_worker};
+
 const WAIT: Duration = Duration::from_mins(2);
+/// How long a graceful stop may take.
+const STOP: Duration = Duration::from_mins(1);
 
 /// Key and value bytes of one record to produce (`None`: null).
 type Produced = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -88,22 +93,21 @@ impl Fixture {
     }
 
     fn start(&self, yaml: &str) -> Worker {
-        let config = self.dir.join(format!("{}.yaml", unique_name("connector")));
-        std::fs::write(&config, yaml).unwrap();
-        let log = self.dir.join(format!("{}.log", unique_name("worker")));
-        let child = Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
-            .args(["run", "-f"])
-            .arg(&config)
-            .args(["--bootstrap-servers", &self.endpoints.kafka_bootstrap])
-            .args(["--status-topic", &self.status_topic])
-            .args(["--status-interval-seconds", "1", "--http-addr", "off"])
-            .env("RUST_LOG", "info,librdkafka=warn")
-            .env("HOSTNAME", unique_name("w"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Worker { child, log }
+        start_worker(
+            &self.dir,
+            yaml,
+            &[
+                "--bootstrap-servers",
+                &self.endpoints.kafka_bootstrap,
+                "--status-topic",
+                &self.status_topic,
+                "--status-interval-seconds",
+                "1",
+                "--http-addr",
+                "off",
+            ],
+            &[("HOSTNAME", &unique_name("w"))],
+        )
     }
 
     async fn produce(&self, topic: &str, records: &[Produced]) {
@@ -221,52 +225,6 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.wait(Duration::from_mins(1))
-    }
-
-    /// Waits for the process to exit; returns its success.
-    fn wait(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -407,7 +365,11 @@ async fn updates_replace_and_deletes_remove_documents() {
         assert!(Instant::now() < deadline, "{}", worker.log_text());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+    assert!(
+        worker.stop_within(STOP),
+        "graceful stop; log:\n{}",
+        worker.log_text()
+    );
     let status = fx.status().await.unwrap();
     assert_eq!(status["state"], "Stopped", "{status}");
     assert!(status["records"].as_u64().unwrap() >= 82, "{status}");
@@ -444,7 +406,7 @@ async fn upsert_merges_fields_and_a_fixed_index_with_offset_ids() {
         assert!(Instant::now() < deadline, "{answer}\n{}", worker.log_text());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(worker.stop());
+    assert!(worker.stop_within(STOP));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -516,7 +478,7 @@ async fn poison_records_go_to_the_dead_letter_topic_with_context_headers() {
         undecodable["__connect.errors.exception.class.name"],
         "json_parse_error"
     );
-    assert!(worker.stop());
+    assert!(worker.stop_within(STOP));
     assert_eq!(fx.committed(0), Some(4), "everything handled is committed");
 }
 
@@ -634,7 +596,7 @@ async fn opensearch_unreachable_for_a_while_loses_nothing() {
     proxy.restore().await;
     let documents = fx.wait_for_documents(1000, &mut worker).await;
     assert_eq!(documents["999"], json!({"id": 999, "rating": 5}));
-    assert!(worker.stop());
+    assert!(worker.stop_within(STOP));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -653,7 +615,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     assert!(before < 20_000, "killed mid-stream ({before} documents)");
     let mut restarted = fx.start(&yaml);
     fx.wait_for_documents(20_000, &mut restarted).await;
-    assert!(restarted.stop());
+    assert!(restarted.stop_within(STOP));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -695,7 +657,7 @@ async fn two_workers_share_partitions_and_one_takes_over_from_a_killed_one() {
             "the survivor owns every partition: {last}"
         );
     }
-    assert!(second.stop());
+    assert!(second.stop_within(STOP));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -723,6 +685,6 @@ async fn the_low_rating_chain_unwraps_filters_and_marks_debezium_events() {
             ("{\"id\":3}".to_owned(), low(3)),
         ])
     );
-    assert!(worker.stop());
+    assert!(worker.stop_within(STOP));
     assert_eq!(fx.committed(0), Some(5), "filtered records count as done");
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,6 +15,11 @@ use tributary_worker::config::SecretResolver;
 use tributary_worker::record::Record;
 use tributary_worker::sink::postgres::{PostgresSinkConfig, PostgresWriter};
 use tributary_worker::sink::{SinkError, SinkWriter};
+
+use support::start_worker;
+
+/// How long the end-to-end worker may take to stop gracefully.
+const STOP: Duration = Duration::from_mins(1);
 
 /// A database of its own, dropped at the end.
 struct Db {
@@ -708,18 +715,20 @@ async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
     );
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("connector.yaml"), yaml).unwrap();
-    let log = dir.join("worker.log");
-    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
-        .args(["run", "-f"])
-        .arg(dir.join("connector.yaml"))
-        .args(["--bootstrap-servers", &bootstrap])
-        .args(["--status-topic", &format!("{name}-status"), "--http-addr", "off"])
-        .env("RUST_LOG", "info,librdkafka=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let status_topic = format!("{name}-status");
+    let mut worker = start_worker(
+        &dir,
+        &yaml,
+        &[
+            "--bootstrap-servers",
+            &bootstrap,
+            "--status-topic",
+            &status_topic,
+            "--http-addr",
+            "off",
+        ],
+        &[],
+    );
     let expected: Vec<Value> = (11..=40)
         .map(|id| json!({"id": id, "stars": id % 5 + 1, "comment": format!("bike {id}")}))
         .collect();
@@ -734,24 +743,15 @@ async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
         if rows == expected {
             break;
         }
-        if std::time::Instant::now() > deadline || worker.try_wait().unwrap().is_some() {
-            let _ = worker.kill();
-            panic!(
-                "table not as expected ({} rows); worker log:\n{}",
-                rows.len(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        // On failure, dropping the worker kills it.
+        assert!(
+            std::time::Instant::now() <= deadline && worker.running(),
+            "table not as expected ({} rows); worker log:\n{}",
+            rows.len(),
+            worker.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status();
-    let status = worker.wait().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    assert!(worker.stop_within(STOP), "{}", worker.log_text());
     let _ = std::fs::remove_dir_all(&dir);
 }

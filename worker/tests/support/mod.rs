@@ -7,9 +7,10 @@
 
 pub mod debezium;
 pub mod fixtures;
+pub mod process;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -19,6 +20,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 use tributary_testkit::{Endpoints, unique_name};
+
+pub use process::{Worker, start_worker};
 
 /// One record read back: key and value as JSON (`None`: null / tombstone).
 #[derive(Debug, Clone, PartialEq)]
@@ -115,25 +118,25 @@ impl Scenario {
 
     /// Starts the worker on `yaml` with extra arguments.
     pub fn start_worker_with(&self, yaml: &str, extra: &[&str]) -> Worker {
-        let config = self.dir.join("connector.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let log_path = self.dir.join(format!("worker-{}.log", unique_name("run")));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
-            .args(["run", "-f"])
-            .arg(&config)
-            .args(["--bootstrap-servers", &self.endpoints.kafka_bootstrap])
-            .args(["--offsets-topic", &self.offsets_topic])
-            .args(["--status-topic", &self.status_topic])
-            .args(["--schema-registry-url", &self.endpoints.registry_url])
-            .args(["--status-interval-seconds", "1"])
-            .args(extra)
-            .env("RUST_LOG", "info,pg_walstream=warn,librdkafka=warn")
-            .stdout(Stdio::null())
-            .stderr(log.try_clone().unwrap())
-            .spawn()
-            .unwrap();
-        Worker { child, log: log_path }
+        let mut args = vec![
+            "--bootstrap-servers",
+            &self.endpoints.kafka_bootstrap,
+            "--offsets-topic",
+            &self.offsets_topic,
+            "--status-topic",
+            &self.status_topic,
+            "--schema-registry-url",
+            &self.endpoints.registry_url,
+            "--status-interval-seconds",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        start_worker(
+            &self.dir,
+            yaml,
+            &args,
+            &[("RUST_LOG", "info,pg_walstream=warn,librdkafka=warn")],
+        )
     }
 
     /// Runs a worker subcommand to completion; returns (success, log).
@@ -213,60 +216,6 @@ impl Drop for Scenario {
         })
         .join();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running worker process.
-pub struct Worker {
-    child: Child,
-    pub log: PathBuf,
-}
-
-impl Worker {
-    /// SIGKILL: no chance to flush or confirm anything.
-    pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM and wait for a graceful exit; returns its success.
-    pub fn stop(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.wait(Duration::from_secs(30))
-    }
-
-    /// Waits for the process to exit by itself; returns its success.
-    pub fn wait(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit within {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// True while the process runs.
-    pub fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
