@@ -22,14 +22,15 @@ use tributary_registry::{RegistryClient, SchemaDefinition};
 
 use self::avro::{AvroError, AvroWriter};
 
-/// A Connect schema rendered to JSON text once.
+/// A Connect schema rendered to JSON text once (shared: table metadata is
+/// cloned per row, and the text is kilobytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SchemaText(String);
+pub struct SchemaText(Arc<str>);
 
 impl SchemaText {
     /// Renders `schema`.
     pub fn new(schema: &Value) -> Self {
-        Self(schema.to_string())
+        Self(Arc::from(schema.to_string()))
     }
 }
 
@@ -141,21 +142,42 @@ impl Serializer {
     }
 }
 
+thread_local! {
+    /// Scratch buffer for JSON payloads, reused across records.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch buffer kept between records.
+const MAX_REUSED_PAYLOAD: usize = 1 << 20;
+
 /// Serialises `payload` with a prepared schema. JSON formats write it
 /// straight to bytes (no intermediate `Value`: this is the hot path).
 pub fn encode(schema: &PreparedSchema, payload: &impl Serialize) -> Result<Vec<u8>, FormatError> {
     let json_error = |e: serde_json::Error| FormatError::Json(e.to_string());
     match schema {
         PreparedSchema::Json => serde_json::to_vec(payload).map_err(json_error),
-        PreparedSchema::JsonWithSchema(text) => {
-            let mut out = Vec::with_capacity(text.0.len() + 256);
-            out.extend_from_slice(b"{\"schema\":");
+        PreparedSchema::JsonWithSchema(text) => PAYLOAD.with_borrow_mut(|payload_json| {
+            // The payload goes to a reused buffer first so the record is
+            // allocated once at its exact size: growing a multi-kilobyte
+            // buffer mid-payload cost a second large allocation and a copy
+            // of the schema text per record.
+            payload_json.clear();
+            serde_json::to_writer(&mut *payload_json, payload).map_err(json_error)?;
+            let (head, middle, tail) = (b"{\"schema\":", b",\"payload\":", b"}");
+            let mut out = Vec::with_capacity(
+                head.len() + text.0.len() + middle.len() + payload_json.len() + tail.len(),
+            );
+            out.extend_from_slice(head);
             out.extend_from_slice(text.0.as_bytes());
-            out.extend_from_slice(b",\"payload\":");
-            serde_json::to_writer(&mut out, payload).map_err(json_error)?;
-            out.push(b'}');
+            out.extend_from_slice(middle);
+            out.extend_from_slice(payload_json);
+            out.extend_from_slice(tail);
+            // A huge record must not pin its buffer for the thread's life.
+            if payload_json.capacity() > MAX_REUSED_PAYLOAD {
+                *payload_json = Vec::new();
+            }
             Ok(out)
-        }
+        }),
         PreparedSchema::Avro { id, writer } => {
             let value = serde_json::to_value(payload).map_err(json_error)?;
             Ok(avro::wire_format(*id, &writer.encode(&value)?))

@@ -402,7 +402,8 @@ struct Streamer<'a> {
     control: Client,
     feedback: Arc<SharedLsnFeedback>,
     /// Relation oid → the table (`None`: not captured).
-    tables: HashMap<u32, Option<TableInfo>>,
+    /// Shared: each row change takes its table's metadata.
+    tables: HashMap<u32, Option<Arc<TableInfo>>>,
     transaction: Option<Transaction>,
     last_committed_lsn: Option<u64>,
     /// Relation oid of `signalDataCollection`, once seen.
@@ -465,7 +466,7 @@ impl Streamer<'_> {
                 } else {
                     None
                 };
-                self.tables.insert(relation_id, table);
+                self.tables.insert(relation_id, table.map(Arc::new));
             }
             EventType::Insert {
                 relation_oid, data, ..
@@ -694,7 +695,7 @@ impl Streamer<'_> {
     }
 
     async fn truncate(&mut self, tables: &[Arc<str>], lsn: u64) -> Result<(), PostgresError> {
-        let truncated: Vec<(u32, TableInfo)> = self
+        let truncated: Vec<(u32, Arc<TableInfo>)> = self
             .tables
             .iter()
             .filter_map(|(oid, t)| t.as_ref().map(|t| (*oid, t)))
@@ -736,7 +737,7 @@ impl Streamer<'_> {
         Ok(())
     }
 
-    fn table(&self, oid: u32) -> Option<TableInfo> {
+    fn table(&self, oid: u32) -> Option<Arc<TableInfo>> {
         // pgoutput sends a Relation message before a relation's first change
         // in each session, so a change of an unknown oid is not captured.
         self.tables.get(&oid).cloned().flatten()
