@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm connect
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check chart-lint deploy-manifests bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -53,11 +53,25 @@ bench-sink-opensearch: infra-kafka infra-opensearch ## Benchmark: OpenSearch sin
 bench-sink-postgres: infra-postgres ## Benchmark: Postgres sink upsert rows/s vs raw COPY and the JSON-parameter design, peak RSS
 	cargo run --release -q -p tributary-worker --example postgres_sink_bench -- 200000
 
-crds: ## Regenerate crds/ from the Rust types in api/
-	cargo run -q -p tributary-api --bin crdgen -- crds
+# Every CRD goes to both directories: crds/ for kubectl users, the chart's crds/ for Helm.
+CRD_DIRS := crds charts/tributary/crds
+HELM ?= $(or $(TRIBUTARY_BIN),$(HOME)/.cache/tributary/bin)/helm
 
-crds-check: ## Fail when crds/ differs from the Rust types
-	cargo run -q -p tributary-api --bin crdgen -- --check crds
+crds: ## Regenerate crds/ and charts/tributary/crds/ from the Rust types in api/
+	cargo run -q -p tributary-api --bin crdgen -- $(CRD_DIRS)
+
+crds-check: ## Fail when crds/ or charts/tributary/crds/ differs from the Rust types
+	cargo run -q -p tributary-api --bin crdgen -- --check $(CRD_DIRS)
+
+chart-lint: ## helm lint and helm template of charts/tributary (default and namespaced values)
+	$(HELM) lint --strict charts/tributary
+	$(HELM) lint --strict charts/tributary --set watch.scope=Namespace
+	$(HELM) template tributary charts/tributary --kube-version 1.33.0 >/dev/null
+	$(HELM) template tributary charts/tributary --kube-version 1.33.0 --set watch.scope=Namespace >/dev/null
+
+deploy-manifests: ## Regenerate deploy/operator/ (plain manifests) and deploy/argocd/argocd-cm.yaml from the chart and health.lua
+	HELM=$(HELM) bash deploy/operator/generate.sh
+	bash deploy/argocd/generate.sh
 
 fmt: ## Format the code
 	cargo fmt --all
