@@ -90,24 +90,35 @@ impl Deserializer {
 
     /// Decodes `bytes` (`None`: null).
     pub async fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Value>, DecodeError> {
+        self.decode_with_schema(bytes).await.map(|(value, _)| value)
+    }
+
+    /// Decodes `bytes` (`None`: null), with the Connect schema that
+    /// `json-with-schema` carries (`None` for the other formats and for a
+    /// null schema).
+    pub async fn decode_with_schema(
+        &self,
+        bytes: Option<&[u8]>,
+    ) -> Result<(Option<Value>, Option<Arc<Value>>), DecodeError> {
         let Some(bytes) = bytes else {
-            return Ok(None);
+            return Ok((None, None));
         };
         match self.format {
-            Format::Json => parse_json(bytes).map(Some),
+            Format::Json => parse_json(bytes).map(|v| (Some(v), None)),
             Format::JsonWithSchema => match parse_json(bytes)? {
                 Value::Object(mut map) if map.contains_key("schema") && map.contains_key("payload") => {
-                    Ok(map.remove("payload").filter(|p| !p.is_null()))
+                    let schema = map.remove("schema").filter(|s| !s.is_null()).map(Arc::new);
+                    Ok((map.remove("payload").filter(|p| !p.is_null()), schema))
                 }
                 // Connect writes a null key or value as JSON null.
-                Value::Null => Ok(None),
+                Value::Null => Ok((None, None)),
                 _ => Err(DecodeError::NoEnvelope),
             },
             Format::Avro => {
                 let (id, mut datum) = split_wire_format(bytes)?;
                 let schema = self.schema(id).await?;
                 let value = read_datum(&schema, &mut datum)?;
-                Ok(Some(avro_to_json(value)))
+                Ok((Some(avro_to_json(value)), None))
             }
         }
     }
@@ -231,6 +242,14 @@ mod tests {
         let d = Deserializer::new(Format::JsonWithSchema, None);
         let bytes = br#"{"schema":{"type":"int32"},"payload":{"id":7}}"#;
         assert_eq!(d.decode(Some(bytes)).await.unwrap(), Some(json!({"id": 7})));
+        let (value, schema) = d.decode_with_schema(Some(bytes)).await.unwrap();
+        assert_eq!(value, Some(json!({"id": 7})));
+        assert_eq!(schema.as_deref(), Some(&json!({"type": "int32"})));
+        let schemaless = br#"{"schema":null,"payload":"a"}"#;
+        assert_eq!(
+            d.decode_with_schema(Some(schemaless)).await.unwrap(),
+            (Some(json!("a")), None)
+        );
         assert_eq!(d.decode(None).await.unwrap(), None);
         assert_eq!(
             d.decode(Some(br#"{"id":7}"#)).await.unwrap_err(),

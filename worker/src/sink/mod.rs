@@ -18,9 +18,22 @@
 //! effectively once where the writer is idempotent by key.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 pub use crate::record::Record;
+
+/// The Kafka Connect schemas a record arrived with (`json-with-schema`
+/// input; `None` otherwise, or once a transform changed the record).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectSchemas {
+    /// The key's schema.
+    pub key: Option<Arc<Value>>,
+    /// The value's schema.
+    pub value: Option<Arc<Value>>,
+}
 
 /// Writes batches into one target system.
 pub trait SinkWriter: Send {
@@ -103,6 +116,22 @@ impl Writer {
             Target::OpenSearch(_) => "tributary.sink.opensearch",
             Target::Postgres(_) => "tributary.sink.postgres",
             Target::Http(_) => "tributary.sink.http",
+        }
+    }
+}
+
+impl Writer {
+    /// Writes `batch` with the Connect schemas of its records
+    /// (`schemas[i]` of `batch[i]`): the Postgres sink types columns with
+    /// them; the others write JSON as it is.
+    pub async fn write_with_schemas(
+        &mut self,
+        batch: &[Record],
+        schemas: &[ConnectSchemas],
+    ) -> Result<WriteOutcome, SinkError> {
+        match self {
+            Self::Postgres(writer) => writer.write_typed(batch, schemas).await,
+            other => other.write(batch).await,
         }
     }
 }

@@ -38,6 +38,7 @@
 
 mod plan;
 mod sql;
+mod types;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
@@ -53,7 +54,7 @@ use tributary_api::sink::postgres::{InsertMode, PostgresSink, PrimaryKeyMode};
 use self::plan::{Change, Op, Row, TableChanges};
 use crate::config::secrets::{SecretError, SecretResolver};
 use crate::record::Record;
-use crate::sink::{Rejected, SinkError, SinkWriter, WriteOutcome};
+use crate::sink::{ConnectSchemas, Rejected, SinkError, SinkWriter, WriteOutcome};
 
 /// A Postgres sink block, validated, with its password resolved.
 #[derive(Clone)]
@@ -191,8 +192,15 @@ impl PostgresWriter {
         Ok(writer)
     }
 
-    async fn write_batch(&mut self, batch: &[Record]) -> Result<WriteOutcome, SinkError> {
-        let plan = plan::plan(&self.config.spec, batch);
+    /// Writes `batch`, typing columns and values with the Connect schemas
+    /// of its records (`schemas[i]` of `batch[i]`; may be empty), as read
+    /// from `json-with-schema` input (see [`types`]).
+    pub async fn write_typed(
+        &mut self,
+        batch: &[Record],
+        schemas: &[ConnectSchemas],
+    ) -> Result<WriteOutcome, SinkError> {
+        let plan = plan::plan_typed(&self.config.spec, batch, schemas);
         let mut rejected = plan.rejected;
         if plan.tables.is_empty() {
             return Ok(WriteOutcome { rejected });
@@ -257,7 +265,7 @@ impl PostgresWriter {
 
 impl SinkWriter for PostgresWriter {
     fn write(&mut self, batch: &[Record]) -> impl Future<Output = Result<WriteOutcome, SinkError>> + Send {
-        self.write_batch(batch)
+        self.write_typed(batch, &[])
     }
 }
 
@@ -295,7 +303,10 @@ async fn prepare_table(
                     ),
                 }));
             }
-            let types = infer_types(changes.changes.iter().filter_map(write_row));
+            let types = with_schema_types(
+                infer_types(changes.changes.iter().filter_map(write_row)),
+                &changes.types,
+            );
             let ddl = sql::create_table(&name, &types, &key);
             tracing::info!(table = %name, columns = types.len(), "creating table");
             client.batch_execute(&ddl).await.map_err(|e| classify(&e))?;
@@ -304,12 +315,15 @@ async fn prepare_table(
         cache.insert(changes.table.clone(), columns);
     }
     let known = cache.get(&changes.table).cloned().unwrap_or_default();
-    let missing = infer_types(
-        changes
-            .changes
-            .iter()
-            .filter_map(write_row)
-            .map(|row| row.iter().filter(|(k, _)| !known.contains(*k))),
+    let missing = with_schema_types(
+        infer_types(
+            changes
+                .changes
+                .iter()
+                .filter_map(write_row)
+                .map(|row| row.iter().filter(|(k, _)| !known.contains(*k))),
+        ),
+        &changes.types,
     );
     let mut kept = changes.changes;
     if !missing.is_empty() {
@@ -380,6 +394,21 @@ where
     types
         .into_iter()
         .map(|(name, ty)| (name, ty.unwrap_or(sql::UNKNOWN_TYPE)))
+        .collect()
+}
+
+/// `inferred` column types, replaced by the Connect schema's type where
+/// the records carried one.
+fn with_schema_types(
+    inferred: Vec<(String, &'static str)>,
+    schema: &HashMap<String, String>,
+) -> Vec<(String, String)> {
+    inferred
+        .into_iter()
+        .map(|(name, inferred)| {
+            let ty = schema.get(&name).map_or(inferred, String::as_str).to_owned();
+            (name, ty)
+        })
         .collect()
 }
 

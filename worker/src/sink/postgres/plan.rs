@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tributary_api::sink::postgres::{DebeziumEnvelope, PostgresSink, PrimaryKeyMode};
 
+use super::types::{self, FieldType, RowTypes};
 use crate::record::Record;
-use crate::sink::Rejected;
+use crate::sink::{ConnectSchemas, Rejected};
 
 /// A row: column name → JSON value, in field order.
 pub type Row = Map<String, Value>;
@@ -47,6 +49,9 @@ pub struct TableChanges {
     pub table: String,
     /// Changes in record order of their last record.
     pub changes: Vec<Change>,
+    /// Column types the records' Connect schemas give (first seen wins);
+    /// columns absent here are typed from their JSON values.
+    pub types: HashMap<String, String>,
 }
 
 impl TableChanges {
@@ -81,13 +86,22 @@ const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
 const MAX_IDENTIFIER: usize = 63;
 
 /// Plans `batch` per `spec` (validated: see `PostgresSinkConfig`).
+#[cfg(test)]
 pub fn plan(spec: &PostgresSink, batch: &[Record]) -> Plan {
+    plan_typed(spec, batch, &[])
+}
+
+/// Plans `batch`, typing columns and converting values with the Connect
+/// schemas of its records (`schemas[i]` of `batch[i]`; missing or empty:
+/// typed from JSON).
+pub fn plan_typed(spec: &PostgresSink, batch: &[Record], schemas: &[ConnectSchemas]) -> Plan {
+    let mut typing = Typing::default();
     let mut plan = Plan::default();
     let mut table_index: HashMap<String, usize> = HashMap::new();
     // Per table: primary key (as JSON text) → position in its changes.
     let mut by_key: Vec<HashMap<String, usize>> = Vec::new();
     for (index, record) in batch.iter().enumerate() {
-        let (key, op) = match record_op(spec, record) {
+        let (mut key, mut op) = match record_op(spec, record) {
             Ok(Some(change)) => change,
             Ok(None) => continue,
             Err(message) => {
@@ -115,10 +129,28 @@ pub fn plan(spec: &PostgresSink, batch: &[Record]) -> Plan {
             plan.tables.push(TableChanges {
                 table,
                 changes: Vec::new(),
+                types: HashMap::new(),
             });
             by_key.push(HashMap::new());
             plan.tables.len() - 1
         });
+        if let Some(schemas) = schemas.get(index)
+            && let Err(message) = typing.apply(
+                spec,
+                record,
+                schemas,
+                &mut key,
+                &mut op,
+                &mut plan.tables[slot].types,
+            )
+        {
+            plan.rejected.push(Rejected {
+                index,
+                class: INVALID_RECORD.to_owned(),
+                message,
+            });
+            continue;
+        }
         let changes = &mut plan.tables[slot].changes;
         let change = Change { index, key, op };
         if change.key.is_empty() {
@@ -138,6 +170,109 @@ pub fn plan(spec: &PostgresSink, batch: &[Record]) -> Plan {
         table.changes.sort_by_key(|c| c.index);
     }
     plan
+}
+
+/// Column types from the records' Connect schemas, cached per distinct
+/// schema (a topic's records repeat the same one).
+#[derive(Default)]
+struct Typing {
+    /// (schema, is a Debezium envelope) → the row's field types.
+    rows: Vec<(Arc<Value>, bool, Option<Arc<RowTypes>>)>,
+    /// Key schema → the key's field types.
+    keys: Vec<(Arc<Value>, Option<Arc<RowTypes>>)>,
+}
+
+impl Typing {
+    /// Converts the values of `key` and `op`'s row to their columns' input
+    /// syntax and notes the columns' types in `types`.
+    fn apply(
+        &mut self,
+        spec: &PostgresSink,
+        record: &Record,
+        schemas: &ConnectSchemas,
+        key: &mut Row,
+        op: &mut Op,
+        types: &mut HashMap<String, String>,
+    ) -> Result<(), String> {
+        let row_types = match (&schemas.value, &record.value) {
+            (Some(schema), Some(value)) => {
+                let enveloped = envelope(spec, value).is_some();
+                self.row_types(schema, enveloped)
+            }
+            _ => None,
+        };
+        let key_types = schemas
+            .key
+            .as_ref()
+            .and_then(|schema| self.key_types(spec, schema));
+        let lookup = |column: &str, in_key: bool| -> Option<&FieldType> {
+            let from_key = key_types.as_deref().and_then(|t| t.get(column));
+            let from_row = row_types.as_deref().and_then(|t| t.get(column));
+            if in_key {
+                from_key.or(from_row)
+            } else {
+                from_row.or(from_key)
+            }
+        };
+        let mut convert_row = |row: &mut Row, in_key: bool| -> Result<(), String> {
+            for (column, value) in row.iter_mut() {
+                let Some(field) = lookup(column, in_key) else {
+                    continue;
+                };
+                if !types.contains_key(column) {
+                    types.insert(column.clone(), field.sql.clone());
+                }
+                if let Some(converted) = types::convert(value, &field.conversion)
+                    .map_err(|e| format!("field {column:?} ({}): {e}", field.sql))?
+                {
+                    *value = converted;
+                }
+            }
+            Ok(())
+        };
+        convert_row(key, true)?;
+        if let Op::Write(row) = op {
+            convert_row(row, false)?;
+        }
+        Ok(())
+    }
+
+    fn row_types(&mut self, schema: &Arc<Value>, enveloped: bool) -> Option<Arc<RowTypes>> {
+        if let Some((_, _, types)) = self
+            .rows
+            .iter()
+            .find(|(s, e, _)| *e == enveloped && (Arc::ptr_eq(s, schema) || **s == **schema))
+        {
+            return types.clone();
+        }
+        let row_schema = if enveloped {
+            types::field_schema(schema, "after")
+        } else {
+            Some(&**schema)
+        };
+        let types = row_schema.and_then(types::row_types).map(Arc::new);
+        self.rows.push((Arc::clone(schema), enveloped, types.clone()));
+        types
+    }
+
+    fn key_types(&mut self, spec: &PostgresSink, schema: &Arc<Value>) -> Option<Arc<RowTypes>> {
+        if let Some((_, types)) = self
+            .keys
+            .iter()
+            .find(|(s, _)| Arc::ptr_eq(s, schema) || **s == **schema)
+        {
+            return types.clone();
+        }
+        // A struct key types its fields; a scalar key its one column.
+        let types = types::row_types(schema)
+            .or_else(|| match spec.primary_key_fields.as_slice() {
+                [column] => Some(RowTypes::from([(column.clone(), types::field_type(schema))])),
+                _ => None,
+            })
+            .map(Arc::new);
+        self.keys.push((Arc::clone(schema), types.clone()));
+        types
+    }
 }
 
 /// The table a record of `topic` goes to.
@@ -469,6 +604,63 @@ mod tests {
         assert!(messages[0].1.contains("has no key"), "{messages:?}");
         assert!(messages[1].1.contains("must be a JSON object"), "{messages:?}");
         assert!(messages[2].1.contains("missing or null"), "{messages:?}");
+    }
+
+    #[test]
+    fn connect_schemas_type_columns_and_convert_values() {
+        use base64::Engine as _;
+        let after = json!({"type": "struct", "optional": true, "fields": [
+            {"field": "id", "type": "int32", "optional": false},
+            {"field": "price", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+             "parameters": {"scale": "2", "connect.decimal.precision": "10"}},
+            {"field": "day", "type": "int32", "optional": true, "name": "io.debezium.time.Date"}]});
+        let envelope = Arc::new(json!({"type": "struct", "fields": [
+            {"field": "before", "type": "struct", "optional": true, "fields": []},
+            {"field": "after", "type": "struct", "optional": true, "fields": after["fields"]},
+            {"field": "op", "type": "string"}]}));
+        let key = Arc::new(json!({"type": "struct", "fields": [{"field": "id", "type": "int32"}]}));
+        let schemas = ConnectSchemas {
+            key: Some(Arc::clone(&key)),
+            value: Some(Arc::clone(&envelope)),
+        };
+        let price = base64::engine::general_purpose::STANDARD.encode([0x04, 0xd2]); // 1234
+        let batch = [
+            record(
+                "db.public.items",
+                json!({"id": 1}),
+                Some(json!({"op": "c", "before": null, "after": {"id": 1, "price": price, "day": 19_783}})),
+            ),
+            record(
+                "db.public.items",
+                json!({"id": 2}),
+                Some(json!({"op": "c", "before": null, "after": {"id": 2, "price": 5, "day": "soon"}})),
+            ),
+            record("db.public.items", json!({"id": 3}), None),
+        ];
+        let plan = plan_typed(&spec(), &batch, &[schemas.clone(), schemas.clone(), schemas]);
+        let items = &plan.tables[0];
+        assert_eq!(
+            items.changes[0].op,
+            Op::Write(row(&json!({"id": 1, "price": "12.34", "day": "2024-03-01"})))
+        );
+        assert_eq!(items.changes[1].op, Op::Delete);
+        assert_eq!(items.types["id"], "integer");
+        assert_eq!(items.types["price"], "numeric(10,2)");
+        assert_eq!(items.types["day"], "date");
+        assert_eq!(plan.rejected.len(), 1);
+        assert_eq!(plan.rejected[0].index, 1);
+        assert!(
+            plan.rejected[0].message.contains("field \"day\" (date)"),
+            "{:?}",
+            plan.rejected
+        );
+        // Without schemas, the same JSON stays as it is.
+        let untyped = plan_typed(&spec(), &batch[..1], &[]);
+        assert!(untyped.tables[0].types.is_empty());
+        assert_eq!(
+            untyped.tables[0].changes[0].op,
+            Op::Write(row(&json!({"id": 1, "price": price, "day": 19_783})))
+        );
     }
 
     #[test]

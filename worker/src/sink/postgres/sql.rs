@@ -111,10 +111,10 @@ pub fn delete(table: &str, key: &[String]) -> String {
 }
 
 /// CREATE TABLE with `columns` (name, type) and `key` as primary key.
-pub fn create_table(table: &str, columns: &[(String, &str)], key: &[String]) -> String {
+pub fn create_table<T: AsRef<str>>(table: &str, columns: &[(String, T)], key: &[String]) -> String {
     let mut defs: Vec<String> = columns
         .iter()
-        .map(|(name, ty)| format!("{} {ty}", ident(name)))
+        .map(|(name, ty)| format!("{} {}", ident(name), ty.as_ref()))
         .collect();
     if !key.is_empty() {
         defs.push(format!("PRIMARY KEY ({})", list(key)));
@@ -123,10 +123,10 @@ pub fn create_table(table: &str, columns: &[(String, &str)], key: &[String]) -> 
 }
 
 /// ALTER TABLE adding nullable `columns`.
-pub fn add_columns(table: &str, columns: &[(String, &str)]) -> String {
+pub fn add_columns<T: AsRef<str>>(table: &str, columns: &[(String, T)]) -> String {
     let adds: Vec<String> = columns
         .iter()
-        .map(|(name, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", ident(name)))
+        .map(|(name, ty)| format!("ADD COLUMN IF NOT EXISTS {} {}", ident(name), ty.as_ref()))
         .collect();
     format!("ALTER TABLE {table} {}", adds.join(", "))
 }

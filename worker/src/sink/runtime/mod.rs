@@ -14,10 +14,14 @@
 //!     └──── commit (next offsets of the batch's partitions, same epoch) ◄┘
 //! ```
 //!
-//! Memory: librdkafka prefetches at most ~8 MiB
-//! ([`consumer::ConsumerSettings`]); the buffers hold at most
+//! Memory: librdkafka prefetches at most ~8 MiB plus one fetch answer of
+//! up to 8 MiB ([`consumer::ConsumerSettings`]); the buffers hold at most
 //! `batch.maxBytes × (maxInFlight + 1)` before every partition is paused
-//! (resumed below half); each write holds one batch.
+//! (resumed below half); each write holds one batch three times at most
+//! (raw bytes, decoded records, the request or COPY body). So the bound is
+//! about `16 MiB + maxBytes × (maxInFlight + 1) + 4 × maxBytes × maxInFlight`
+//! above the process's own size, whatever the target's state
+//! (`sink_opensearch.rs` asserts it with OpenSearch down for a minute).
 //!
 //! Delivery is at-least-once: after a crash or a rebalance, records after
 //! the last commit are written again (idempotent by document id or key).
@@ -53,7 +57,7 @@ use crate::config::SinkConfig;
 use crate::delivery::DeliveryError;
 use crate::format::decode::{DecodeError, Deserializers};
 use crate::record::{Header, Record};
-use crate::sink::{SinkError, SinkWriter, Writer};
+use crate::sink::{ConnectSchemas, SinkError, Writer};
 use crate::telemetry::Telemetry;
 
 /// Why the sink stopped.
@@ -477,6 +481,8 @@ enum Processed {
 /// records that failed to decode, and key + value bytes.
 struct Decoded {
     records: Vec<Record>,
+    /// The Connect schemas of each record (empty when no record has one).
+    schemas: Vec<ConnectSchemas>,
     origins: Vec<usize>,
     failures: Vec<(usize, Failure)>,
     bytes: u64,
@@ -492,8 +498,12 @@ async fn decode_batch(
 ) -> Result<Option<Decoded>, SinkRunError> {
     let tolerance = shared.run.config.errors.tolerance;
     let mut stopped: HashSet<Partition> = HashSet::new();
+    // The schemas describe records as read: once a transform may have
+    // changed them they are dropped (the writer types columns from JSON).
+    let keep_schemas = shared.run.config.transforms.is_empty();
     let mut out = Decoded {
         records: Vec::with_capacity(raw.len()),
+        schemas: Vec::new(),
         origins: Vec::with_capacity(raw.len()),
         failures: Vec::new(),
         bytes: 0,
@@ -520,6 +530,13 @@ async fn decode_batch(
                 other => break other,
             }
         };
+        let mut record_schemas = None;
+        let decoded = decoded.map(|(record, schemas)| {
+            if keep_schemas && (schemas.key.is_some() || schemas.value.is_some()) {
+                record_schemas = Some(schemas);
+            }
+            record
+        });
         let decoded = decoded.map_err(|(stage, error)| Failure {
             stage,
             component: format!("tributary.format.{}", format_name(&shared.run.formats, stage)),
@@ -543,6 +560,11 @@ async fn decode_batch(
             // Filtered out: nothing to write, its offset counts as done.
             Ok(None) => {}
             Ok(Some(record)) => {
+                if let Some(schemas) = record_schemas {
+                    // Aligned with the records: padded for those before the first.
+                    out.schemas.resize(out.records.len(), ConnectSchemas::default());
+                    out.schemas.push(schemas);
+                }
                 out.bytes += (message.key.as_ref().map_or(0, Vec::len)
                     + message.value.as_ref().map_or(0, Vec::len)) as u64;
                 out.records.push(record);
@@ -569,6 +591,7 @@ async fn process(
     let mut rng = StdRng::seed_from_u64(jitter_seed());
     let Decoded {
         records,
+        schemas,
         origins,
         mut failures,
         bytes,
@@ -582,7 +605,7 @@ async fn process(
         if records.is_empty() {
             break crate::sink::WriteOutcome::default();
         }
-        match writer.write(&records).await {
+        match writer.write_with_schemas(&records, &schemas).await {
             Ok(outcome) => break outcome,
             Err(SinkError::Fatal { message }) => return Processed::Failed(SinkRunError::Target(message)),
             Err(SinkError::Retryable { message, retry_after }) => {
@@ -663,18 +686,25 @@ fn format_name(formats: &FormatSpec, stage: Stage) -> String {
         .unwrap_or_default()
 }
 
-async fn decode(deserializers: &Deserializers, raw: &RawRecord) -> Result<Record, (Stage, DecodeError)> {
-    let key = deserializers
+async fn decode(
+    deserializers: &Deserializers,
+    raw: &RawRecord,
+) -> Result<(Record, ConnectSchemas), (Stage, DecodeError)> {
+    let (key, key_schema) = deserializers
         .key
-        .decode(raw.key.as_deref())
+        .decode_with_schema(raw.key.as_deref())
         .await
         .map_err(|e| (Stage::KeyConverter, e))?;
-    let value = deserializers
+    let (value, value_schema) = deserializers
         .value
-        .decode(raw.value.as_deref())
+        .decode_with_schema(raw.value.as_deref())
         .await
         .map_err(|e| (Stage::ValueConverter, e))?;
-    Ok(Record {
+    let schemas = ConnectSchemas {
+        key: key_schema,
+        value: value_schema,
+    };
+    let record = Record {
         topic: raw.topic.to_string(),
         partition: raw.partition,
         offset: raw.offset,
@@ -682,7 +712,8 @@ async fn decode(deserializers: &Deserializers, raw: &RawRecord) -> Result<Record
         key,
         value,
         headers: raw.headers.clone(),
-    })
+    };
+    Ok((record, schemas))
 }
 
 /// Dead-letters the bad records (tolerance All), or, with None, returns
