@@ -1,11 +1,13 @@
-//! The HTTP webhook writer against a real HTTP receiver (axum, in the test),
-//! driven through the `SinkWriter` trait.
+//! The HTTP webhook sink against a real HTTP receiver (axum, in the test):
+//! the writer driven through the `SinkWriter` trait, and the worker binary
+//! end to end from Kafka (retries, refused records to the dead-letter
+//! topic, kill -9, two workers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,10 +27,7 @@ use tributary_worker::record::Record;
 use tributary_worker::sink::http::{HttpSinkConfig, HttpWriter};
 use tributary_worker::sink::{SinkError, SinkWriter};
 
-use support::start_worker;
-
-/// How long the end-to-end worker may take to stop gracefully.
-const STOP: Duration = Duration::from_mins(1);
+use support::sink::{DeadLetter, STOP, SinkFixture, Target, json_bytes, plain, wait_delivered};
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -50,14 +49,16 @@ fn ok() -> Answer {
 struct Receiver {
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
+    /// `id`s of the records in requests answered 2xx.
+    accepted: Arc<Mutex<BTreeSet<i64>>>,
 }
 
 impl Receiver {
     /// Serves on a free loopback port; answers from `script`, then 200.
     async fn start(script: Vec<Answer>) -> (Self, SocketAddr) {
         let receiver = Self {
-            seen: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
+            ..Self::default()
         };
         let app = Router::new().fallback(handle).with_state(receiver.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -77,13 +78,29 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let records = body.as_array().cloned().unwrap_or_else(|| vec![body.clone()]);
     receiver.seen.lock().unwrap().push(Seen {
         method,
         headers,
         body,
     });
-    let Answer(status, extra, text, delay) = receiver.script.lock().unwrap().pop_front().unwrap_or_else(ok);
+    // A record marked poison is refused, as a webhook refuses invalid input.
+    let scripted = receiver.script.lock().unwrap().pop_front();
+    let Answer(status, extra, text, delay) = if records.iter().any(|r| r["poison"] == true) {
+        Answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Vec::new(),
+            "poison refused",
+            Duration::ZERO,
+        )
+    } else {
+        scripted.unwrap_or_else(ok)
+    };
+    if status.is_success() {
+        let ids = records.iter().filter_map(|r| r["id"].as_i64());
+        receiver.accepted.lock().unwrap().extend(ids);
+    }
     tokio::time::sleep(delay).await;
     let mut response = (status, text).into_response();
     for (name, value) in extra {
@@ -378,104 +395,135 @@ async fn a_secret_header_is_sent_but_never_logged() {
     assert!(!error.to_string().contains(&secret));
 }
 
+/// The receiver as a sink target.
+struct HttpTarget {
+    receiver: Receiver,
+    addr: SocketAddr,
+    /// Extra fields of the `http` block (6 spaces).
+    extra: &'static str,
+}
+
+impl HttpTarget {
+    async fn start(script: Vec<Answer>, extra: &'static str) -> Self {
+        let (receiver, addr) = Receiver::start(script).await;
+        Self {
+            receiver,
+            addr,
+            extra,
+        }
+    }
+}
+
+impl Target for HttpTarget {
+    fn block(&self) -> String {
+        format!(
+            "    http:\n      url: http://{}/alerts\n{}",
+            self.addr, self.extra
+        )
+    }
+
+    async fn delivered(&self) -> u64 {
+        self.receiver.accepted.lock().unwrap().len() as u64
+    }
+}
+
 /// End to end: records in a Kafka topic, the worker binary running a
 /// `spec.sink.http` Connector, the receiver getting every value (a 503 on
 /// the way is retried by the runtime).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_delivers_kafka_records_to_the_webhook() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
-    let endpoints = tributary_testkit::Endpoints::from_env();
-    let name = unique_name("http-sink-e2e");
-    let topic = format!("{name}-alerts");
-    let bootstrap = endpoints.kafka_bootstrap.clone();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for id in 0..30 {
-        let value = json!({"id": id, "stars": 1}).to_string();
-        let key = id.to_string();
-        producer
-            .send(
-                FutureRecord::<str, str>::to(&topic).key(&key).payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
-    }
-
-    let (receiver, addr) = Receiver::start(vec![Answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        vec![("retry-after", "1".into())],
-        "warming up",
-        Duration::ZERO,
-    )])
+    let fx = SinkFixture::new("http-sink-e2e", 1).await;
+    fx.produce(&fx.topic, &plain(0..30)).await;
+    let target = HttpTarget::start(
+        vec![Answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![("retry-after", "1".into())],
+            "warming up",
+            Duration::ZERO,
+        )],
+        "",
+    )
     .await;
-    let yaml = format!(
-        "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  format:\n    key: json\n    value: json\n  sink:\n    topics: [{topic}]\n    batch:\n      maxRecords: 10\n      lingerMs: 50\n    http:\n      url: http://{addr}/alerts\n"
-    );
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status_topic = format!("{name}-status");
-    let mut worker = start_worker(
-        &dir,
-        &yaml,
-        &[
-            "--bootstrap-servers",
-            &bootstrap,
-            "--status-topic",
-            &status_topic,
-            "--http-addr",
-            "off",
-        ],
-        &[],
-    );
-    let deadline = std::time::Instant::now() + Duration::from_mins(2);
-    let arrived = loop {
-        let mut ids: Vec<i64> = receiver
-            .seen()
-            .iter()
-            .skip(1) // the refused first request is sent again
-            .flat_map(|s| s.body.as_array().cloned().unwrap_or_default())
-            .map(|v| v["id"].as_i64().unwrap())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() == 30 {
-            break ids;
-        }
-        // On failure, dropping the worker kills it.
-        assert!(
-            std::time::Instant::now() <= deadline && worker.running(),
-            "{} of 30 records arrived; worker log:\n{}",
-            ids.len(),
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(arrived, (0..30).collect::<Vec<i64>>());
-    let seen = receiver.seen();
+    let yaml = fx
+        .yaml(&target.block(), "", "")
+        .replace("maxRecords: 100", "maxRecords: 10");
+    let mut worker = fx.start(&yaml);
+    wait_delivered(&target, 30, &worker).await;
+    let seen = target.receiver.seen();
     assert!(
         seen[1..].iter().any(|s| s.body == seen[0].body),
         "the batch refused with 503 is sent again"
     );
+    assert!(
+        seen[0].body.as_array().unwrap().len() <= 10,
+        "batches of at most 10"
+    );
     assert!(worker.stop_within(STOP), "{}", worker.log_text());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A record the webhook refuses (4xx) and bytes that are not JSON go to the
+/// dead-letter topic with their context; the others are delivered and
+/// everything is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_records_go_to_the_dead_letter_topic_with_context_headers() {
+    let fx = SinkFixture::new("http-dlq", 1).await;
+    let target = HttpTarget::start(Vec::new(), "      mode: Single\n").await;
+    let (mut worker, dlq) = fx.start_with_dead_letters(&target.block());
+    fx.produce(
+        &fx.topic,
+        &[
+            (json_bytes(&json!(1)), json_bytes(&json!({"id": 1}))),
+            (
+                json_bytes(&json!(2)),
+                json_bytes(&json!({"id": 2, "poison": true})),
+            ),
+            (json_bytes(&json!(3)), Some(b"{not json".to_vec())),
+            (json_bytes(&json!(4)), json_bytes(&json!({"id": 4}))),
+        ],
+    )
+    .await;
+    let dead = fx.wait_for_topic(&dlq, 2, &worker).await;
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    assert_eq!(
+        dead[0].value.as_deref(),
+        Some(br#"{"id":2,"poison":true}"#.as_slice()),
+        "the original bytes"
+    );
+    DeadLetter {
+        partition: 0,
+        offset: 1,
+        stage: "TASK_PUT",
+        component: "tributary.sink.http",
+        class: "http_422",
+    }
+    .assert(&fx, &dead[0], "poison refused");
+    DeadLetter::not_json(2).assert(&fx, &dead[1], "JSON");
+    wait_delivered(&target, 2, &worker).await;
+    assert!(worker.stop_within(STOP), "{}", worker.log_text());
+    assert_eq!(
+        target
+            .receiver
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1, 4]
+    );
+    assert_eq!(fx.committed(0), Some(4), "everything handled is committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_stream_loses_nothing() {
+    let fx = SinkFixture::new("http-kill", 3).await;
+    let target = HttpTarget::start(Vec::new(), "").await;
+    support::sink::kill_9_mid_stream_loses_nothing(&fx, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_partitions_and_one_takes_over_from_a_killed_one() {
+    let fx = SinkFixture::new("http-group", 4).await;
+    let target = HttpTarget::start(Vec::new(), "").await;
+    support::sink::two_workers_share_and_one_takes_over(&fx, &target).await;
 }

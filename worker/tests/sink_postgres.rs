@@ -1,11 +1,13 @@
-//! The Postgres sink writer against the real Postgres (`make infra-postgres`),
-//! one throwaway database per test, driven through the `SinkWriter` trait.
+//! The Postgres sink against the real Postgres (`make infra-postgres`), one
+//! throwaway database per test: the writer driven through the `SinkWriter`
+//! trait, and the worker binary end to end from Kafka (Debezium events,
+//! poison records to the dead-letter topic, kill -9, two workers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_postgres::{Client, NoTls};
@@ -16,10 +18,9 @@ use tributary_worker::record::Record;
 use tributary_worker::sink::postgres::{PostgresSinkConfig, PostgresWriter};
 use tributary_worker::sink::{SinkError, SinkWriter};
 
-use support::start_worker;
-
-/// How long the end-to-end worker may take to stop gracefully.
-const STOP: Duration = Duration::from_mins(1);
+use support::Scenario;
+use support::fixtures::{TYPED_ROW, TYPED_TABLE};
+use support::sink::{DeadLetter, STOP, SinkFixture, Target, WAIT, json_bytes};
 
 /// A database of its own, dropped at the end.
 struct Db {
@@ -647,33 +648,36 @@ async fn an_unchanged_toast_column_keeps_its_value() {
     );
 }
 
+/// The scenario's database as a sink target: table `ratings`, keyed by
+/// `id` (the record key is the id as a plain number).
+struct PgTarget<'a> {
+    db: &'a Db,
+}
+
+impl Target for PgTarget<'_> {
+    fn block(&self) -> String {
+        let spec = self.db.spec();
+        format!(
+            "    postgres:\n      host: {}\n      port: {}\n      database: {}\n      user: {}\n      table: ratings\n      primaryKeyFields: [id]\n",
+            spec.host, spec.port, spec.database, spec.user
+        )
+    }
+
+    async fn delivered(&self) -> u64 {
+        if self.db.columns("ratings").await.is_empty() {
+            return 0;
+        }
+        let rows = self.db.rows("SELECT count(*) AS n FROM ratings").await;
+        rows[0]["n"].as_u64().unwrap()
+    }
+}
+
 /// End to end: Debezium change events in a Kafka topic, the worker binary
 /// running a `spec.sink.postgres` Connector, the table it keeps.
 #[tokio::test(flavor = "multi_thread")]
-#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let db = Db::new().await;
-    let name = unique_name("pg-sink-e2e");
-    let topic = format!("{name}.public.ratings");
-    let bootstrap = db.endpoints.kafka_bootstrap.clone();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-
+    let fx = SinkFixture::new("pg-sink-e2e", 2).await;
     let event = |op: &str, id: u32, stars: u32| {
         let row = json!({"id": id, "stars": stars, "comment": format!("bike {id}")});
         let (before, after) = if op == "d" {
@@ -683,56 +687,26 @@ async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
         };
         let value =
             json!({"before": before, "after": after, "op": op, "ts_ms": 1, "source": {"table": "ratings"}});
-        (json!({"id": id}).to_string(), Some(value.to_string()))
+        (json_bytes(&json!({"id": id})), json_bytes(&value))
     };
-    let mut records: Vec<(String, Option<String>)> = Vec::new();
+    let mut records = Vec::new();
     records.extend((1..=40).map(|id| event("c", id, 1)));
     records.extend((1..=40).map(|id| event("u", id, id % 5 + 1)));
     for id in 1..=10 {
         records.push(event("d", id, 0));
-        records.push((json!({"id": id}).to_string(), None)); // Debezium's tombstone
+        records.push((json_bytes(&json!({"id": id})), None)); // Debezium's tombstone
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for (key, value) in &records {
-        let mut record = FutureRecord::<str, str>::to(&topic).key(key);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        producer.send(record, Duration::from_secs(30)).await.unwrap();
-    }
-
+    fx.produce(&fx.topic, &records).await;
     let spec = db.spec();
-    let yaml = format!(
-        "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  format:\n    key: json\n    value: json\n  sink:\n    topics: [{topic}]\n    batch:\n      maxRecords: 25\n      lingerMs: 50\n    postgres:\n      host: {host}\n      port: {port}\n      database: {database}\n      user: {user}\n",
-        host = spec.host,
-        port = spec.port,
-        database = spec.database,
-        user = spec.user,
+    let block = format!(
+        "    postgres:\n      host: {}\n      port: {}\n      database: {}\n      user: {}\n      table: ratings\n",
+        spec.host, spec.port, spec.database, spec.user
     );
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status_topic = format!("{name}-status");
-    let mut worker = start_worker(
-        &dir,
-        &yaml,
-        &[
-            "--bootstrap-servers",
-            &bootstrap,
-            "--status-topic",
-            &status_topic,
-            "--http-addr",
-            "off",
-        ],
-        &[],
-    );
+    let mut worker = fx.start(&fx.yaml(&block, "", ""));
     let expected: Vec<Value> = (11..=40)
         .map(|id| json!({"id": id, "stars": id % 5 + 1, "comment": format!("bike {id}")}))
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    let deadline = Instant::now() + WAIT;
     loop {
         let rows = if db.columns("ratings").await.is_empty() {
             Vec::new()
@@ -745,7 +719,7 @@ async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
         }
         // On failure, dropping the worker kills it.
         assert!(
-            std::time::Instant::now() <= deadline && worker.running(),
+            Instant::now() <= deadline && worker.running(),
             "table not as expected ({} rows); worker log:\n{}",
             rows.len(),
             worker.log_text()
@@ -753,5 +727,188 @@ async fn the_worker_keeps_a_table_from_debezium_events_in_kafka() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(worker.stop_within(STOP), "{}", worker.log_text());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Records the database refuses (a CHECK constraint), records that cannot be
+/// rows and bytes that are not JSON go to the dead-letter topic with their
+/// context; the rest of the batch is written and everything is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_go_to_the_dead_letter_topic_with_context_headers() {
+    let db = Db::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE ratings (id bigint PRIMARY KEY, rating int CHECK (rating BETWEEN 1 AND 5))",
+        )
+        .await
+        .unwrap();
+    let fx = SinkFixture::new("pg-dlq", 1).await;
+    let (mut worker, dlq) = fx.start_with_dead_letters(&PgTarget { db: &db }.block());
+    fx.produce(
+        &fx.topic,
+        &[
+            (json_bytes(&json!(1)), json_bytes(&json!({"id": 1, "rating": 5}))),
+            (json_bytes(&json!(2)), json_bytes(&json!({"id": 2, "rating": 9}))),
+            (json_bytes(&json!(3)), Some(b"{not json".to_vec())),
+            (json_bytes(&json!(4)), json_bytes(&json!(["not", "a", "row"]))),
+            (json_bytes(&json!(5)), json_bytes(&json!({"id": 5, "rating": 1}))),
+        ],
+    )
+    .await;
+    let dead = fx.wait_for_topic(&dlq, 3, &worker).await;
+    assert_eq!(dead.len(), 3, "{dead:#?}");
+    assert_eq!(dead[0].key.as_deref(), Some(b"2".as_slice()));
+    assert_eq!(
+        dead[0].value.as_deref(),
+        Some(br#"{"id":2,"rating":9}"#.as_slice()),
+        "the original bytes"
+    );
+    let sink = |offset, class| DeadLetter {
+        partition: 0,
+        offset,
+        stage: "TASK_PUT",
+        component: "tributary.sink.postgres",
+        class,
+    };
+    sink(1, "23514").assert(&fx, &dead[0], "ratings_rating_check");
+    DeadLetter::not_json(2).assert(&fx, &dead[1], "JSON");
+    sink(3, "invalid_record").assert(&fx, &dead[2], "must be a JSON object");
+    assert!(worker.stop_within(STOP), "{}", worker.log_text());
+    assert_eq!(
+        db.rows("SELECT id, rating FROM ratings ORDER BY id").await,
+        [json!({"id": 1, "rating": 5}), json!({"id": 5, "rating": 1})]
+    );
+    assert_eq!(fx.committed(0), Some(5), "everything handled is committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_stream_loses_nothing() {
+    let db = Db::new().await;
+    let fx = SinkFixture::new("pg-kill", 3).await;
+    support::sink::kill_9_mid_stream_loses_nothing(&fx, &PgTarget { db: &db }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_partitions_and_one_takes_over_from_a_killed_one() {
+    let db = Db::new().await;
+    let fx = SinkFixture::new("pg-group", 4).await;
+    support::sink::two_workers_share_and_one_takes_over(&fx, &PgTarget { db: &db }).await;
+}
+
+/// Round trip of every column type Debezium maps: the worker's CDC source
+/// captures a row as Debezium's `json-with-schema`, a second worker's
+/// Postgres sink writes it into another schema of the same database. The
+/// Connect schemas give the created table the source's column types (enum
+/// and varchar become text: Connect names no more) and every value arrives
+/// unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_with_schema_debezium_types_survive_a_round_trip() {
+    let scenario = Scenario::new("pg-sink-typed").await;
+    let db = scenario.db().await;
+    db.batch_execute(TYPED_TABLE).await.unwrap();
+    db.batch_execute(TYPED_ROW).await.unwrap();
+    db.batch_execute("CREATE SCHEMA replica").await.unwrap();
+    let mut source = scenario.start_worker(&scenario.connector_yaml("", "json-with-schema"));
+    let fx = SinkFixture::reading("pg-sink-typed", &scenario.topic("typed"));
+    let (host, port) = (
+        db_param(&scenario.endpoints.postgres, "host"),
+        db_param(&scenario.endpoints.postgres, "port"),
+    );
+    let block = format!(
+        "    postgres:\n      host: {host}\n      port: {port}\n      database: {}\n      user: postgres\n      schema: replica\n      table: typed\n",
+        scenario.database
+    );
+    let yaml = fx.yaml(&block, "", "").replace(
+        "key: json\n    value: json\n",
+        "key: json-with-schema\n    value: json-with-schema\n",
+    );
+    let mut sink = fx.start(&yaml);
+    let columns = |schema: &'static str| {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&format!("{schema}.typed")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    let rows = |schema: &'static str| {
+        let db = &db;
+        async move {
+            let exists: bool = db
+                .query_one(
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    &[&format!("{schema}.typed")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if !exists {
+                return Vec::new();
+            }
+            db.query(&format!("SELECT row_to_json(t)::text FROM {schema}.typed t"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_str::<Value>(&r.get::<_, String>(0)).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = Instant::now() + WAIT;
+    while rows("replica").await.is_empty() {
+        assert!(
+            Instant::now() < deadline && sink.running(),
+            "nothing arrived; sink log:\n{}\nsource log:\n{}",
+            sink.log_text(),
+            source.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        columns("replica").await,
+        [
+            "id uuid",
+            "flag boolean",
+            "small smallint",
+            "big bigint",
+            "ratio double precision",
+            "amount numeric(12,3)",
+            "free numeric",
+            "day date",
+            "at timestamp without time zone",
+            "at_us timestamp without time zone",
+            "at_tz timestamp with time zone",
+            "clock time without time zone",
+            "doc jsonb",
+            "raw bytea",
+            "feeling text",
+            "scores integer[]",
+            "label text",
+        ]
+    );
+    assert_eq!(rows("replica").await, rows("public").await);
+    // Deletes reach the replica through the uuid key.
+    db.batch_execute("DELETE FROM public.typed").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !rows("replica").await.is_empty() {
+        assert!(Instant::now() < deadline, "{}", sink.log_text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(sink.stop_within(STOP), "{}", sink.log_text());
+    source.kill9();
+    drop(source);
+    scenario.cleanup().await;
+}
+
+fn db_param(url: &str, key: &str) -> String {
+    url.split_whitespace()
+        .find_map(|p| p.strip_prefix(&format!("{key}=")))
+        .unwrap()
+        .to_owned()
 }

@@ -8,6 +8,7 @@
 pub mod debezium;
 pub mod fixtures;
 pub mod process;
+pub mod sink;
 
 use std::path::PathBuf;
 use std::process::Command;

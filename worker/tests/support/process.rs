@@ -73,6 +73,18 @@ impl Worker {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Peak resident memory of the running process so far (`VmHWM` of
+    /// /proc/<pid>/status), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in /proc status:\n{status}"));
+        kib * 1024
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
