@@ -565,9 +565,20 @@ async fn delete_namespace(client: &Client, name: &str) {
     let _ = namespaces.delete(name, &DeleteParams::default()).await;
 }
 
+/// `helm install`s the chart. Its pod is created (so admission is checked)
+/// but kept off the kwok node: no pod runner may start a cluster-wide operator
+/// from it that would reconcile other tests' resources.
 fn install(release: &str, namespace: &str, set: &[&str]) -> String {
     let chart = chart();
-    let mut args = vec!["install", release, &chart, "--namespace", namespace];
+    let mut args = vec![
+        "install",
+        release,
+        &chart,
+        "--namespace",
+        namespace,
+        "--set",
+        "nodeSelector.tributary\\.dev/e2e=never-scheduled",
+    ];
     for value in set {
         args.extend(["--set", value]);
     }
