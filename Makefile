@@ -3,7 +3,7 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm connect
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check chart-lint deploy-manifests bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
+.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check chart-lint deploy-manifests images bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
@@ -68,6 +68,11 @@ chart-lint: ## helm lint and helm template of charts/tributary (default and name
 	$(HELM) lint --strict charts/tributary --set watch.scope=Namespace
 	$(HELM) template tributary charts/tributary --kube-version 1.33.0 >/dev/null
 	$(HELM) template tributary charts/tributary --kube-version 1.33.0 --set watch.scope=Namespace >/dev/null
+
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+images: ## Build the worker and operator images with Docker (needs a Docker daemon; none on the project's machines)
+	docker build --target worker -t ghcr.io/tributary-dev/tributary-worker:$(VERSION) .
+	docker build --target operator -t ghcr.io/tributary-dev/tributary-operator:$(VERSION) .
 
 deploy-manifests: ## Regenerate deploy/operator/ (plain manifests) and deploy/argocd/argocd-cm.yaml from the chart and health.lua
 	HELM=$(HELM) bash deploy/operator/generate.sh
