@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{Connector, KafkaCluster, Schema, Topic};
+use crate::{Connector, KafkaCluster, Schema, Stream, Topic};
 
 /// Every CRD with the file name it is stored under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -13,6 +13,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("topics.tributary.dev.yaml", Topic::crd()),
         ("schemas.tributary.dev.yaml", Schema::crd()),
         ("connectors.tributary.dev.yaml", Connector::crd()),
+        ("streams.tributary.dev.yaml", Stream::crd()),
     ]
 }
 

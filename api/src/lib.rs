@@ -11,7 +11,8 @@
 //! ```text
 //!  KafkaCluster ◄── clusterRef ── Topic   (a Kafka topic)
 //!       ▲      ◄── clusterRef ── Schema  (a registry subject)
-//!       └─────────── clusterRef ── Connector (Postgres CDC or datagen → Kafka)
+//!       ├─────────── clusterRef ── Connector (Postgres CDC or datagen → Kafka)
+//!       └─────────── clusterRef ── Stream    (SQL over topics → a topic)
 //! ```
 
 // kube's `printcolumn(...)` attributes repeat their keys by design.
@@ -23,6 +24,7 @@ pub mod crd;
 pub mod kafka_cluster;
 pub mod schema;
 pub mod sink;
+pub mod stream;
 pub mod topic;
 pub mod transform;
 
@@ -30,6 +32,7 @@ pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, HasConditions, Health,
 pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
 pub use kafka_cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
 pub use schema::{Schema, SchemaSpec, SchemaStatus};
+pub use stream::{Stream, StreamSpec, StreamStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};
 
 /// The API group of every Tributary resource.

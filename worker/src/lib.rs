@@ -18,6 +18,7 @@ pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod state_topic;
+pub mod stream;
 pub mod telemetry;
 pub mod transform;
 

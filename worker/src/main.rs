@@ -20,6 +20,7 @@ use tributary_worker::delivery::{self, PipelineSettings};
 use tributary_worker::runner::{self, Outcome, RunSettings};
 use tributary_worker::source::postgres;
 use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC, StateTopic};
+use tributary_worker::stream;
 
 /// Command line of the worker.
 #[derive(Debug, Parser)]
@@ -57,15 +58,24 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<config::WorkerConfig> {
-        Ok(config::load(&LoadOptions {
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
             files: self.files.clone(),
             bootstrap_servers: self.bootstrap_servers.clone(),
             schema_registry_url: self.schema_registry_url.clone(),
             secrets: SecretResolver {
                 dir: self.secrets_dir.clone(),
             },
-        })?)
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<config::WorkerConfig> {
+        Ok(config::load(&self.options())?)
+    }
+
+    /// The `Stream` in the files, if they hold one (else they hold a Connector).
+    fn load_stream(&self) -> anyhow::Result<Option<stream::config::StreamConfig>> {
+        Ok(stream::config::load(&self.options())?)
     }
 }
 
@@ -88,7 +98,7 @@ enum Command {
         #[arg(long, env = "TRIBUTARY_STATUS_INTERVAL_SECONDS", default_value_t = 10)]
         status_interval_seconds: u64,
     },
-    /// Check the configuration and exit (0 when valid).
+    /// Check the configuration and exit (0 when valid); for a Stream, print its query plan.
     Validate {
         #[command(flatten)]
         config: ConfigArgs,
@@ -145,6 +155,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             http_addr,
             status_interval_seconds,
         } => {
+            if let Some(stream) = config.load_stream()? {
+                anyhow::bail!(
+                    "Stream {}: this worker version validates Streams (`validate`) but cannot run them yet",
+                    stream.id
+                );
+            }
             let config = config.load()?;
             let http_addr: Option<SocketAddr> = match http_addr.as_str() {
                 "off" => None,
@@ -170,6 +186,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
+            if let Some(stream) = config.load_stream()? {
+                tracing::info!(stream = %stream.id, output = %stream.output_topic, "configuration is valid");
+                #[allow(clippy::print_stdout)] // the plan is validate's output for a stream
+                {
+                    print!("{}", stream.plan.explain());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let config = config.load()?;
             tracing::info!(connector = %config.id, "configuration is valid");
             Ok(ExitCode::SUCCESS)

@@ -20,7 +20,7 @@ use regex::Regex;
 use serde::Deserialize;
 use tributary_api::connector::{DatagenSource, ErrorHandling, ErrorTolerance, Format, PostgresSource};
 use tributary_api::sink::SinkSpec;
-use tributary_api::{Connector, KafkaCluster};
+use tributary_api::{ClusterRef, Connector, KafkaCluster};
 use tributary_kafka::KafkaConnection;
 use tributary_registry::{RegistryAuth, RegistryClient};
 
@@ -254,9 +254,10 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
         }
     };
     let role = validate_role(&connector, &options.secrets)?;
-    let cluster = chosen_cluster(&connector, &clusters);
-    let kafka = kafka_connection(&connector, cluster, &clusters, options)?;
-    let registry = registry(&connector, cluster, options)?;
+    let cluster_ref = connector.spec.cluster_ref.as_ref();
+    let cluster = chosen_cluster(cluster_ref, &clusters);
+    let kafka = kafka_connection(cluster_ref, cluster, &clusters, options)?;
+    let registry = registry(avro_format(&connector), cluster, options)?;
     let id = match connector.metadata.namespace.as_deref() {
         Some(namespace) => format!("{namespace}/{}", connector_name(&connector)),
         None => connector_name(&connector).to_owned(),
@@ -270,14 +271,30 @@ pub fn load(options: &LoadOptions) -> Result<WorkerConfig, ConfigError> {
     })
 }
 
+fn avro_format(connector: &Connector) -> bool {
+    [connector.spec.format.key, connector.spec.format.value].contains(&Format::Avro)
+}
+
 fn connector_name(connector: &Connector) -> &str {
     connector.metadata.name.as_deref().unwrap_or("connector")
 }
 
 /// Splits a file into its documents and parses the Tributary ones.
 pub fn parse_documents(path: &Path, text: &str) -> Result<(Vec<Connector>, Vec<KafkaCluster>), ConfigError> {
-    let mut connectors = Vec::new();
-    let mut clusters = Vec::new();
+    Ok((
+        parse_kind(path, text, "Connector")?,
+        parse_kind(path, text, "KafkaCluster")?,
+    ))
+}
+
+/// Parses the documents of one `kind` in a file (other kinds, e.g. Secrets or
+/// Topics, may share it).
+pub fn parse_kind<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    kind: &str,
+) -> Result<Vec<T>, ConfigError> {
+    let mut parsed = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
@@ -287,22 +304,15 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<(Vec<Connector>, Vec<K
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
-        let kind = value
-            .get("kind")
-            .and_then(serde_yaml::Value::as_str)
-            .unwrap_or_default();
-        let parse_error = |e: serde_yaml::Error| ConfigError::Parse {
-            path: path.to_owned(),
-            kind: kind.to_owned(),
-            message: e.to_string(),
-        };
-        match kind {
-            "Connector" => connectors.push(serde_yaml::from_value(value.clone()).map_err(parse_error)?),
-            "KafkaCluster" => clusters.push(serde_yaml::from_value(value.clone()).map_err(parse_error)?),
-            _ => {} // other manifests (Secrets, Topics) may share the file
+        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some(kind) {
+            parsed.push(serde_yaml::from_value(value).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                kind: kind.to_owned(),
+                message: e.to_string(),
+            })?);
         }
     }
-    Ok((connectors, clusters))
+    Ok(parsed)
 }
 
 /// Validates the source or the sink (exactly one is set), and `spec.errors`.
@@ -546,9 +556,12 @@ pub fn validate(connector: &Connector, secrets: &SecretResolver) -> Result<Sourc
     }
 }
 
-/// The KafkaCluster the connector refers to (or the only one given).
-fn chosen_cluster<'a>(connector: &Connector, clusters: &'a [KafkaCluster]) -> Option<&'a KafkaCluster> {
-    match connector.spec.cluster_ref.as_ref().map(|r| r.name.as_str()) {
+/// The KafkaCluster a connector or stream refers to (or the only one given).
+pub(crate) fn chosen_cluster<'a>(
+    cluster_ref: Option<&ClusterRef>,
+    clusters: &'a [KafkaCluster],
+) -> Option<&'a KafkaCluster> {
+    match cluster_ref.map(|r| r.name.as_str()) {
         Some(name) => clusters.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
         None if clusters.len() == 1 => clusters.first(),
         None => None,
@@ -556,9 +569,9 @@ fn chosen_cluster<'a>(connector: &Connector, clusters: &'a [KafkaCluster]) -> Op
 }
 
 /// The schema registry client: the cluster's `schemaRegistry`, else
-/// `--schema-registry-url`; required when a format is Avro.
-fn registry(
-    connector: &Connector,
+/// `--schema-registry-url`; required when a format is Avro (`avro`).
+pub(crate) fn registry(
+    avro: bool,
     cluster: Option<&KafkaCluster>,
     options: &LoadOptions,
 ) -> Result<Option<RegistryClient>, ConfigError> {
@@ -605,7 +618,6 @@ fn registry(
         ),
         (None, None) => None,
     };
-    let avro = [connector.spec.format.key, connector.spec.format.value].contains(&Format::Avro);
     if avro && client.is_none() {
         return Err(invalid(
             "spec.format",
@@ -616,13 +628,14 @@ fn registry(
     Ok(client)
 }
 
-fn kafka_connection(
-    connector: &Connector,
+/// How to reach Kafka: the chosen KafkaCluster, else `--bootstrap-servers`.
+pub(crate) fn kafka_connection(
+    cluster_ref: Option<&ClusterRef>,
     cluster: Option<&KafkaCluster>,
     clusters: &[KafkaCluster],
     options: &LoadOptions,
 ) -> Result<KafkaConnection, ConfigError> {
-    let wanted = connector.spec.cluster_ref.as_ref().map(|r| r.name.as_str());
+    let wanted = cluster_ref.map(|r| r.name.as_str());
     match (cluster, &options.bootstrap_servers) {
         (Some(cluster), _) => {
             let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -690,9 +703,10 @@ spec:
             ..LoadOptions::default()
         };
         let role = validate_role(&connector, &options.secrets)?;
-        let cluster = chosen_cluster(&connector, &clusters);
-        let kafka = kafka_connection(&connector, cluster, &clusters, &options)?;
-        let registry = registry(&connector, cluster, &options)?;
+        let cluster_ref = connector.spec.cluster_ref.as_ref();
+        let cluster = chosen_cluster(cluster_ref, &clusters);
+        let kafka = kafka_connection(cluster_ref, cluster, &clusters, &options)?;
+        let registry = registry(avro_format(&connector), cluster, &options)?;
         Ok(WorkerConfig {
             id: String::new(),
             connector,

@@ -38,6 +38,58 @@ pub struct SinkCounters {
     pub bad_records: Counter,
 }
 
+/// Counters of a stream (SQL query) worker (shared with the metrics).
+#[derive(Clone, Debug, Default)]
+pub struct StreamCounters {
+    /// Input records processed.
+    pub records_in: Counter,
+    /// Result records produced to the output topic.
+    pub records_out: Counter,
+    /// Records dropped because their window had closed (event time beyond the grace period).
+    pub late_records: Counter,
+    /// Records skipped because they could not be decoded or an expression failed on them.
+    pub bad_records: Counter,
+    /// Commits (transactions under exactly-once).
+    pub commits: Counter,
+}
+
+impl StreamCounters {
+    /// New counters, registered in `registry`.
+    fn registered(registry: &mut Registry) -> Self {
+        let stream = Self::default();
+        for (name, help, counter) in [
+            (
+                "stream_records_in",
+                "Input records a stream processed",
+                &stream.records_in,
+            ),
+            (
+                "stream_records_out",
+                "Result records a stream produced",
+                &stream.records_out,
+            ),
+            (
+                "stream_late_records",
+                "Records a stream dropped because their window had closed (beyond the grace period)",
+                &stream.late_records,
+            ),
+            (
+                "stream_bad_records",
+                "Records a stream skipped: undecodable, or an expression failed on them",
+                &stream.bad_records,
+            ),
+            (
+                "stream_commits",
+                "Commits (transactions under exactly-once) of a stream",
+                &stream.commits,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        stream
+    }
+}
+
 /// The worker's metrics and health flags.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -54,6 +106,8 @@ pub struct Telemetry {
     pub lag_millis: Gauge,
     /// Sink connectors' counters.
     pub sink: SinkCounters,
+    /// Streams' counters.
+    pub stream: StreamCounters,
     ready: AtomicBool,
     failed: AtomicBool,
     state: std::sync::Mutex<String>,
@@ -124,9 +178,11 @@ impl Default for Telemetry {
         ] {
             registry.register(name, help, counter.clone());
         }
+        let stream = StreamCounters::registered(&mut registry);
         Self {
             registry,
             sink,
+            stream,
             delivery,
             snapshot_rows,
             errors,

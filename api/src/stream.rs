@@ -1,0 +1,218 @@
+//! `Stream`: a continuous SQL query over Kafka topics, run by one or more
+//! `tributary-worker`s sharing a consumer group.
+//!
+//! Data model: `spec.sql` is the query in Tributary's SQL dialect
+//! (docs/sql.md): one `SELECT` (optionally `INSERT INTO <topic> SELECT …`)
+//! reading one topic, or a topic joined with a table topic or another stream,
+//! with filters, projections, windowed aggregates and an `EMIT` clause. The
+//! query names topics; everything about how bytes become rows and rows
+//! become bytes sits next to it in the spec: per-input `inputs[]` (format,
+//! the field holding event time), `output` (topic, key, format) and the
+//! processing guarantee. The SQL is checked by `tributary_sql::parse_and_plan`
+//! both by the operator (errors with line and column in the status) and by
+//! the worker before it starts.
+//!
+//! The same YAML runs without Kubernetes: `tributary-worker run -f
+//! stream.yaml` (standalone mode).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::ClusterRef;
+use crate::connector::{Format, TopicCreation};
+
+/// A continuous SQL query over Kafka topics.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "tributary.dev",
+    version = "v1alpha1",
+    kind = "Stream",
+    namespaced,
+    status = "StreamStatus",
+    shortname = "kstream",
+    category = "tributary",
+    doc = "A continuous SQL query run by Tributary: filters, projections, windowed aggregates and joins over Kafka topics, written to an output topic.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamSpec {
+    /// The `KafkaCluster` read from and written to. Absent: the namespace's only KafkaCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
+
+    /// The query, in Tributary's SQL dialect (docs/sql.md), e.g.
+    /// `INSERT INTO alerts SELECT after.rating FROM ratings WHERE after.rating < 3`.
+    /// An invalid query is reported with its line and column.
+    #[schemars(length(min = 1, max = 65536))]
+    pub sql: String,
+
+    /// How each input topic is read. Topics the query names but this list
+    /// does not are read as plain JSON with the Kafka record timestamp as
+    /// event time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub inputs: Vec<StreamInput>,
+
+    /// Where results go. `output.topic` may be left out when the query says
+    /// `INSERT INTO <topic>`.
+    #[serde(default)]
+    pub output: StreamOutput,
+
+    /// `AtLeastOnce` (default): after a crash, records since the last commit
+    /// are processed again (duplicates in the output, aggregates may count
+    /// them twice). `ExactlyOnce`: output, state changes and consumed
+    /// offsets are committed in one Kafka transaction; readers using
+    /// `isolation.level=read_committed` see every result exactly once.
+    #[serde(default)]
+    pub processing_guarantee: ProcessingGuarantee,
+
+    /// Consumer group (and prefix of internal topics). Default
+    /// `tributary-<namespace>-<name>` (`tributary-<name>` standalone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub group_id: Option<String>,
+
+    /// Milliseconds between commits (transactions under `ExactlyOnce`).
+    /// Default 100 for exactly-once, 1000 for at-least-once (Kafka Streams'
+    /// `commit.interval.ms` defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 600_000))]
+    pub commit_interval_ms: Option<u32>,
+
+    /// How the output topic and internal topics (repartition, changelog) are
+    /// created when missing. Internal topics get the partition count of the
+    /// input topic.
+    #[serde(default)]
+    pub topic_creation: TopicCreation,
+}
+
+/// How one input topic is read.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamInput {
+    /// The topic, as named in the query.
+    #[schemars(length(min = 1, max = 249))]
+    pub topic: String,
+    /// Serialisation of keys and values. Default: plain JSON for both.
+    #[serde(default = "json_formats")]
+    pub format: StreamFormats,
+    /// Dotted path of the value field holding event time (epoch milliseconds,
+    /// or an RFC 3339 string), e.g. `after.created_at` or `ts_ms`. Absent: the
+    /// Kafka record timestamp. Windows, grace and late events follow event
+    /// time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1000))]
+    pub timestamp_field: Option<String>,
+}
+
+/// Key and value formats of an input.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamFormats {
+    /// Format of record keys. Default `json`.
+    #[serde(default = "json")]
+    pub key: Format,
+    /// Format of record values. Default `json`.
+    #[serde(default = "json")]
+    pub value: Format,
+}
+
+impl Default for StreamFormats {
+    fn default() -> Self {
+        json_formats()
+    }
+}
+
+fn json() -> Format {
+    Format::Json
+}
+
+fn json_formats() -> StreamFormats {
+    StreamFormats {
+        key: Format::Json,
+        value: Format::Json,
+    }
+}
+
+/// The output topic, its key and its format.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamOutput {
+    /// Topic results are written to. Required unless the query says
+    /// `INSERT INTO <topic>`; when both are set they must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub topic: Option<String>,
+    /// Output columns forming the record key: one column gives its value as
+    /// the key, several give a JSON object of them. Absent: the input record's
+    /// key for queries without GROUP BY; the grouping columns (and the window
+    /// start) for aggregates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub key: Vec<String>,
+    /// Serialisation of keys and values. Default plain JSON.
+    #[serde(default = "json_formats")]
+    pub format: StreamFormats,
+}
+
+/// Delivery guarantee of a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProcessingGuarantee {
+    /// Offsets are committed after the output was acknowledged; a crash
+    /// replays the records since the last commit.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: output, state and consumed offsets commit together.
+    ExactlyOnce,
+}
+
+/// Observed state of a `Stream`.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStatus {
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+crate::common::impl_has_conditions!(Stream);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_read_and_write_plain_json_at_least_once() {
+        let spec: StreamSpec = serde_yaml::from_str("sql: SELECT * FROM ratings\n").unwrap();
+        assert_eq!(spec.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
+        assert_eq!(spec.output.format.value, Format::Json);
+        assert_eq!(spec.output.format.key, Format::Json);
+        let input: StreamInput = serde_yaml::from_str("topic: ratings\n").unwrap();
+        assert_eq!(input.format.value, Format::Json);
+        assert_eq!(input.timestamp_field, None);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let error = serde_yaml::from_str::<StreamSpec>("sql: SELECT 1 FROM t\nguarantee: ExactlyOnce\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `guarantee`"), "{error}");
+    }
+}
