@@ -413,14 +413,41 @@ fn assignments(worker: &Worker) -> Vec<String> {
         .collect()
 }
 
+/// The partitions of `topic` (0..4) `worker` owns by its log: assigned and
+/// revoked incrementally (cooperative rebalancing); and the largest number
+/// of them revoked at once.
+fn owned(worker: &Worker, topic: &str) -> (Vec<i32>, usize) {
+    let mut owned = std::collections::BTreeSet::new();
+    let mut most_revoked = 0;
+    for line in worker.log_text().lines() {
+        let listed: Vec<i32> = (0..4)
+            .filter(|p| line.contains(&format!("\"{topic}\", {p})")))
+            .collect();
+        if line.contains("partitions assigned") {
+            owned.extend(listed);
+        } else if line.contains("partitions revoked") {
+            most_revoked = most_revoked.max(listed.len());
+            for p in listed {
+                owned.remove(&p);
+            }
+        }
+    }
+    (owned.into_iter().collect(), most_revoked)
+}
+
 /// Two workers of one connector share the topic's 4 partitions (the
-/// fixture's topic must have 4); one is killed with SIGKILL and the other
-/// takes over every partition and delivers everything.
+/// fixture's topic must have 4): the second joins while the first owns all
+/// of them and gets a share moved cooperatively (the first never gives up
+/// all its partitions at once); then the first is killed with SIGKILL and
+/// the second takes over every partition and delivers everything.
 pub async fn two_workers_share_and_one_takes_over(fx: &SinkFixture, target: &impl Target) {
     let yaml = fx.yaml(&target.block(), "", "");
     let mut first = fx.start(&yaml);
+    fx.produce(&fx.topic, &plain(0..1000)).await;
+    wait_delivered(target, 1000, &first).await;
+    // The second joins while the first owns all four partitions.
     let mut second = fx.start(&yaml);
-    fx.produce(&fx.topic, &plain(0..2000)).await;
+    fx.produce(&fx.topic, &plain(1000..2000)).await;
     wait_delivered(target, 2000, &first).await;
     // Both took part: each was assigned a non-empty share at some point.
     let deadline = Instant::now() + WAIT;
@@ -435,15 +462,33 @@ pub async fn two_workers_share_and_one_takes_over(fx: &SinkFixture, target: &imp
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Each owns a share: revokes moved only partitions that changed owner.
+    let deadline = Instant::now() + WAIT;
+    let most_revoked = loop {
+        let (mine, most_revoked) = owned(&first, &fx.topic);
+        let (theirs, _) = owned(&second, &fx.topic);
+        if mine.len() + theirs.len() == 4 && !mine.is_empty() && !theirs.is_empty() {
+            break most_revoked;
+        }
+        assert!(Instant::now() < deadline, "{mine:?} + {theirs:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        most_revoked < 4,
+        "a rebalance revoked every partition of the first worker (eager, not cooperative):\n{}",
+        first.log_text()
+    );
     first.kill9();
     fx.produce(&fx.topic, &plain(2000..4000)).await;
     wait_delivered(target, 4000, &second).await;
-    let last = assignments(&second).pop().unwrap();
-    for partition in 0..4 {
+    let deadline = Instant::now() + WAIT;
+    while owned(&second, &fx.topic).0 != [0, 1, 2, 3] {
         assert!(
-            last.contains(&format!("\"{}\", {partition})", fx.topic)),
-            "the survivor owns every partition: {last}"
+            Instant::now() < deadline,
+            "the survivor owns every partition:\n{}",
+            second.log_text()
         );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(second.stop_within(STOP), "{}", second.log_text());
 }

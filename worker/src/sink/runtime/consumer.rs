@@ -2,6 +2,13 @@
 //! committed by the runtime only (never automatically), librdkafka's
 //! buffers lowered, and rebalances reported to the runtime.
 //!
+//! Partitions are assigned with the `cooperative-sticky` strategy: a
+//! rebalance revokes and assigns only the partitions that change owner
+//! (incrementally), so a worker joining or leaving does not stop the others'
+//! writes. Every member of a group must use it; workers of an earlier
+//! version (eager `range,roundrobin`) cannot share a group with these, so a
+//! rolling upgrade joins once the old pods are gone.
+//!
 //! On a revoke (inside librdkafka's rebalance callback, before the
 //! partitions move) the offsets already acknowledged by the target are
 //! committed synchronously, so the next owner starts right after them; the
@@ -141,6 +148,7 @@ pub fn create(
             },
         )
         .set("enable.partition.eof", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set(
             "queued.max.messages.kbytes",
             settings.queue_max_kbytes.to_string(),

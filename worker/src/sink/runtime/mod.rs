@@ -11,7 +11,7 @@
 //!     │                   + jitter, Retry-After) → bad records to the
 //!     │                   dead-letter topic (tolerance All) or stop (None)
 //!     │                           │ BatchDone
-//!     └──── commit (next offsets of the batch's partitions, same epoch) ◄┘
+//!     └──── commit (next offsets of the batch's partitions, still ours) ◄┘
 //! ```
 //!
 //! Memory: librdkafka prefetches at most ~8 MiB plus one fetch answer of
@@ -25,17 +25,21 @@
 //!
 //! Delivery is at-least-once: after a crash or a rebalance, records after
 //! the last commit are written again (idempotent by document id or key).
-//! A rebalance bumps the assignment epoch: results of writes started
-//! before it are not committed, and their retries give up.
+//! The group rebalances cooperatively (`cooperative-sticky`): a worker
+//! joining or leaving moves only the partitions that change owner, and the
+//! others keep being written meanwhile. Each revoke bumps a generation and
+//! notes it for the revoked partitions: a write started before its
+//! partitions were revoked is not committed, and its retries give up (the
+//! next owner reads those records again).
 
 pub mod buffer;
 pub mod consumer;
 pub mod dead_letter;
 pub mod retry;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pg_walstream::CancellationToken;
@@ -129,6 +133,19 @@ struct Shared {
     component: &'static str,
     /// Bumped on every revoke.
     epoch: AtomicU64,
+    /// The generation at which each partition was last revoked.
+    revoked: Mutex<HashMap<Partition, u64>>,
+}
+
+impl Shared {
+    /// True when none of `partitions` was revoked since generation `epoch`
+    /// (when a write on them started).
+    fn still_owned(&self, partitions: &[Partition], epoch: u64) -> bool {
+        let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        partitions
+            .iter()
+            .all(|tp| revoked.get(tp).is_none_or(|at| *at <= epoch))
+    }
 }
 
 /// A finished write task.
@@ -258,6 +275,7 @@ async fn start(
         deserializers: Deserializers::new(&run.formats, run.registry.as_ref()),
         component: Writer::component(&config.target),
         epoch: AtomicU64::new(0),
+        revoked: Mutex::default(),
         run: run.clone(),
     });
     Ok((pool, consumer, shared))
@@ -292,9 +310,11 @@ impl Loop<'_> {
         for event in events {
             match event {
                 RebalanceEvent::Revoked(partitions) => {
-                    shared.epoch.fetch_add(1, Ordering::SeqCst);
+                    let generation = shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut revoked = shared.revoked.lock().unwrap_or_else(PoisonError::into_inner);
                     for (topic, partition) in partitions {
                         let tp: Partition = (Arc::from(topic.as_str()), partition);
+                        revoked.insert(tp.clone(), generation);
                         self.buffers.drop_partition(&tp);
                         self.assigned.remove(&tp);
                     }
@@ -358,7 +378,7 @@ impl Loop<'_> {
                 self.telemetry.set_state("Running");
             }
         }
-        if done.epoch == shared.epoch.load(Ordering::SeqCst) && !done.commits.is_empty() {
+        if shared.still_owned(&done.partitions, done.epoch) && !done.commits.is_empty() {
             let mut list = TopicPartitionList::new();
             if let Ok(mut acked) = self.acked.lock() {
                 for ((topic, partition), offset) in &done.commits {
@@ -430,7 +450,7 @@ async fn write_batch(
     let mut partitions: Vec<Partition> = raw.iter().map(RawRecord::tp).collect();
     partitions.sort();
     partitions.dedup();
-    let outcome = process(&shared, &mut writer, &raw, epoch, &shutdown).await;
+    let outcome = process(&shared, &mut writer, &raw, &partitions, epoch, &shutdown).await;
     let mut done = BatchDone {
         writer,
         epoch,
@@ -492,6 +512,7 @@ struct Decoded {
 async fn decode_batch(
     shared: &Shared,
     raw: &[RawRecord],
+    partitions: &[Partition],
     epoch: u64,
     shutdown: &CancellationToken,
     rng: &mut StdRng,
@@ -523,7 +544,7 @@ async fn decode_batch(
                         });
                     };
                     tracing::warn!(%error, "schema registry unavailable; retrying");
-                    if !pause_or_abandon(shared, epoch, shutdown, pause).await {
+                    if !pause_or_abandon(shared, partitions, epoch, shutdown, pause).await {
                         return Ok(None);
                     }
                 }
@@ -585,6 +606,7 @@ async fn process(
     shared: &Shared,
     writer: &mut Writer,
     raw: &[RawRecord],
+    partitions: &[Partition],
     epoch: u64,
     shutdown: &CancellationToken,
 ) -> Processed {
@@ -595,7 +617,7 @@ async fn process(
         origins,
         mut failures,
         bytes,
-    } = match decode_batch(shared, raw, epoch, shutdown, &mut rng).await {
+    } = match decode_batch(shared, raw, partitions, epoch, shutdown, &mut rng).await {
         Ok(Some(decoded)) => decoded,
         Ok(None) => return Processed::Abandoned,
         Err(error) => return Processed::Failed(error),
@@ -624,7 +646,7 @@ async fn process(
                     records = records.len(),
                     "write failed; retrying"
                 );
-                if !pause_or_abandon(shared, epoch, shutdown, pause).await {
+                if !pause_or_abandon(shared, partitions, epoch, shutdown, pause).await {
                     return Processed::Abandoned;
                 }
             }
@@ -657,13 +679,14 @@ async fn process(
 /// (shutdown, or its partitions were revoked).
 async fn pause_or_abandon(
     shared: &Shared,
+    partitions: &[Partition],
     epoch: u64,
     shutdown: &CancellationToken,
     pause: Duration,
 ) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(pause) => shared.epoch.load(Ordering::SeqCst) == epoch,
+        () = tokio::time::sleep(pause) => shared.still_owned(partitions, epoch),
     }
 }
 
