@@ -4,4 +4,7 @@
 //!
 //! The tests live in `tests/` (`support/` is their harness: CRDs, a namespace
 //! per test, the operator's controllers in-process), the operator benchmark in
-//! `examples/topic_bench.rs`. This crate has no library code of its own.
+//! `examples/topic_bench.rs`. The library holds [`kubelet`], which runs the
+//! pods scheduled on kwok's fake nodes as real processes.
+
+pub mod kubelet;
