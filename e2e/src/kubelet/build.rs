@@ -5,7 +5,7 @@
 //! need it) but not `tributary-operator`, and `cargo test -p tributary-e2e`
 //! builds neither; a stale binary would silently test old code. So before
 //! the first pod runs, the harness compares each binary with the newest
-//! source file of the workspace and runs `cargo build` for the stale ones,
+//! source file of the workspace and, if one is stale, runs `cargo build` of all,
 //! into the target directory the test executable itself lives in.
 
 use std::collections::BTreeMap;
@@ -37,20 +37,20 @@ pub(crate) async fn ensure_built(binaries: &BTreeMap<String, PathBuf>) -> Result
     let _guard = BUILD.lock().await;
     let root = workspace_root();
     let newest_source = newest(&root, SystemTime::UNIX_EPOCH);
-    let stale: Vec<(&String, &PathBuf)> = binaries
+    let workspace: Vec<(&String, &PathBuf)> = binaries
         .iter()
-        .filter(|(name, path)| {
-            super::WORKSPACE_BINARIES.contains(&name.as_str())
-                && std::fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .map_or(true, |built| built < newest_source)
-        })
+        .filter(|(name, _)| super::WORKSPACE_BINARIES.contains(&name.as_str()))
         .collect();
-    if stale.is_empty() {
+    let any_stale = workspace.iter().any(|(_, path)| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_or(true, |built| built < newest_source)
+    });
+    if !any_stale {
         return Ok(());
     }
     // <target>/<profile>/<binary>
-    let Some(profile_dir) = stale[0].1.parent() else {
+    let Some(profile_dir) = workspace.first().and_then(|(_, path)| path.parent()) else {
         return Ok(());
     };
     let profile = profile_dir
@@ -66,7 +66,9 @@ pub(crate) async fn ensure_built(binaries: &BTreeMap<String, PathBuf>) -> Result
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    for (name, _) in &stale {
+    // Always all of them, so the feature set (and the cached build) is the
+    // same whichever binary is stale.
+    for (name, _) in &workspace {
         command.args(["-p", name, "--bin", name]);
     }
     match profile.as_str() {
@@ -78,7 +80,7 @@ pub(crate) async fn ensure_built(binaries: &BTreeMap<String, PathBuf>) -> Result
             command.args(["--profile", other]);
         }
     }
-    tracing::info!(binaries = ?stale.iter().map(|(n, _)| n).collect::<Vec<_>>(), "building workspace binaries");
+    tracing::info!(binaries = ?workspace.iter().map(|(n, _)| n).collect::<Vec<_>>(), "building workspace binaries");
     let output = command
         .output()
         .await
