@@ -11,7 +11,6 @@
 //! The same YAML runs without Kubernetes: `tributary-worker run -f
 //! connector.yaml` (standalone mode).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,15 +18,21 @@ use serde::{Deserialize, Serialize};
 use crate::common::{ClusterRef, Properties, SecretKeyRef};
 use crate::sink::SinkSpec;
 use crate::transform::TransformSpec;
+use crate::workload::{DesiredState, PodTemplate, WorkloadStatus};
 
 /// A source or sink connector.
-#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tributary.dev",
     version = "v1alpha1",
     kind = "Connector",
     namespaced,
     status = "ConnectorStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     shortname = "kconn",
     category = "tributary",
     doc = "A connector run by Tributary: change data capture or generated data into Kafka, or records from Kafka into a search index, a database or a webhook.",
@@ -41,10 +46,12 @@ use crate::transform::TransformSpec;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
+    printcolumn(name = "Lag", type_ = "string", json_path = ".status.lag.summary"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("[has(self.source), has(self.sink)].filter(x, x).size() == 1").message("spec must set exactly one of source or sink").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.source) || self.replicas <= 1").message("spec.replicas of a source connector must be 0 or 1: one worker reads the replication slot (or generates the sequence)").reason(Reason::FieldValueInvalid).field_path(".replicas"))]
 pub struct ConnectorSpec {
     /// The `KafkaCluster` records are written to. Absent: the namespace's only KafkaCluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +95,41 @@ pub struct ConnectorSpec {
     /// at the first bad record.
     #[serde(default)]
     pub errors: ErrorHandling,
+
+    /// `Running` (default), `Paused` (workers stay up, move nothing) or
+    /// `Stopped` (scaled to zero; offsets and the CDC slot are kept).
+    #[serde(default)]
+    pub state: DesiredState,
+
+    /// Workers sharing the input partitions (sinks). Sources run one worker
+    /// (0 or 1). Default 1.
+    #[serde(default = "crate::workload::default_replicas")]
+    #[schemars(range(min = 0, max = 256))]
+    pub replicas: i32,
+
+    /// Overrides of the worker pods: image, resources, node selection,
+    /// tolerations, affinity, labels, annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
+
+    /// On deletion, also drop the CDC replication slot and (when
+    /// `dropPublication`) the publication, so the database stops retaining
+    /// WAL for this connector. Default: both are kept (a re-created
+    /// connector continues from the slot).
+    #[serde(default)]
+    pub cleanup: CleanupPolicy,
+}
+
+/// What deleting a Connector removes outside Kubernetes.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CleanupPolicy {
+    /// Drop the replication slot when the Connector is deleted. Default false.
+    #[serde(default)]
+    pub drop_slot: bool,
+    /// Also drop the publication (only with `dropSlot`). Default false.
+    #[serde(default)]
+    pub drop_publication: bool,
 }
 
 /// Error handling, in Kafka Connect's vocabulary.
@@ -421,17 +463,8 @@ pub enum Format {
     Avro,
 }
 
-/// Observed state of a `Connector`.
-#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectorStatus {
-    /// `Ready`, `Reconciling` and `Stalled` (kstatus).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
+/// Observed state of a `Connector`: see [`WorkloadStatus`].
+pub type ConnectorStatus = WorkloadStatus;
 
 crate::common::impl_has_conditions!(Connector);
 

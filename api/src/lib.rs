@@ -27,6 +27,7 @@ pub mod sink;
 pub mod stream;
 pub mod topic;
 pub mod transform;
+pub mod workload;
 
 pub use common::{ClusterRef, DeletionPolicy, DriftPolicy, HasConditions, Health, SecretKeyRef};
 pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
@@ -34,6 +35,7 @@ pub use kafka_cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
 pub use schema::{Schema, SchemaSpec, SchemaStatus};
 pub use stream::{Stream, StreamSpec, StreamStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};
+pub use workload::{DesiredState, Lag, Lineage, PodTemplate, WorkloadStatus};
 
 /// The API group of every Tributary resource.
 pub const GROUP: &str = "tributary.dev";

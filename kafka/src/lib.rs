@@ -20,11 +20,19 @@
 //!                                                                        └─► ObservedTopic
 //! ```
 //!
+//! Beside them, [`status`] carries the documents workers report through the
+//! `tributary-status` topic (and the operator's tail of it), and [`lag`]
+//! measures a consumer group's lag without joining it.
+//!
 //! Secret values never leave the properties map: `Debug` output and every
 //! error message name fields and Secret references, not values.
 
 pub mod admin;
 pub mod connection;
+pub mod lag;
+pub mod status;
 
 pub use admin::{AdminError, ClusterInfo, KafkaAdmin, ObservedTopic};
 pub use connection::{ConnectionError, KafkaConnection};
+pub use lag::{GroupLag, LagError, group_lag};
+pub use status::{DEFAULT_STATUS_TOPIC, StatusTail, WorkerStatus};

@@ -25,6 +25,20 @@ pub struct Settings {
     /// Reconciles in flight per controller: bounds memory and the load put on
     /// Kafka and the registry during a burst (e.g. a Git sync of 1,000 Topics).
     pub concurrency: u16,
+    /// Worker image of Connectors and Streams whose `spec.template` names none.
+    pub worker_image: String,
+    /// The compacted topic workers report their status to.
+    pub status_topic: String,
+    /// How often a running Connector or Stream is re-observed (lag, throughput).
+    pub status_interval: Duration,
+}
+
+/// The worker image released with this operator.
+pub fn default_worker_image() -> String {
+    format!(
+        "ghcr.io/tributary-dev/tributary-worker:{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 impl Default for Settings {
@@ -36,6 +50,9 @@ impl Default for Settings {
             max_backoff: Duration::from_mins(5),
             namespace: None,
             concurrency: 16,
+            worker_image: default_worker_image(),
+            status_topic: tributary_kafka::DEFAULT_STATUS_TOPIC.to_owned(),
+            status_interval: Duration::from_secs(15),
         }
     }
 }
@@ -53,6 +70,8 @@ pub struct Context {
     pub settings: Settings,
     /// Kafka admin clients per KafkaCluster.
     pub admins: Arc<crate::cluster::AdminCache>,
+    /// Status-topic tails and throughput samples of Connectors and Streams.
+    pub workloads: Arc<crate::controller::workload::WorkloadState>,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -77,6 +96,7 @@ impl Context {
             metrics,
             settings,
             admins: Arc::default(),
+            workloads: Arc::default(),
             failures: Arc::default(),
         }
     }

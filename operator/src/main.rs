@@ -40,6 +40,15 @@ struct Args {
     /// Reconciles in flight per controller.
     #[arg(long, env = "TRIBUTARY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Worker image of Connectors and Streams that name none in `spec.template.image`.
+    #[arg(long, env = "TRIBUTARY_WORKER_IMAGE", default_value_t = tributary_operator::context::default_worker_image())]
+    worker_image: String,
+    /// The compacted topic workers report their status to.
+    #[arg(long, env = "TRIBUTARY_STATUS_TOPIC", default_value = tributary_kafka::DEFAULT_STATUS_TOPIC)]
+    status_topic: String,
+    /// Seconds between observations of a running Connector or Stream (lag, throughput).
+    #[arg(long, env = "TRIBUTARY_STATUS_INTERVAL_SECONDS", default_value_t = 15)]
+    status_interval_seconds: u64,
     /// Log as JSON lines (for log collectors) instead of human-readable text.
     #[arg(long, env = "TRIBUTARY_LOG_JSON")]
     log_json: bool,
@@ -108,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
         namespace: args.watch_namespace.clone(),
         concurrency: args.concurrency,
+        worker_image: args.worker_image.clone(),
+        status_topic: args.status_topic.clone(),
+        status_interval: Duration::from_secs(args.status_interval_seconds.max(1)),
         ..Settings::default()
     };
     let context = Context::new(client, metrics.clone(), settings);

@@ -25,8 +25,8 @@ use tributary_kafka::{AdminError, KafkaAdmin, KafkaConnection};
 
 /// Default name of the offsets topic.
 pub const DEFAULT_OFFSETS_TOPIC: &str = "tributary-offsets";
-/// Default name of the status topic.
-pub const DEFAULT_STATUS_TOPIC: &str = "tributary-status";
+/// Default name of the status topic (shared with the operator, which reads it).
+pub use tributary_kafka::status::DEFAULT_STATUS_TOPIC;
 
 /// What a source has durably completed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,30 +46,7 @@ pub struct SourceOffsets {
     pub generated: Option<u64>,
 }
 
-/// What a worker reports about itself.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerStatus {
-    /// `Starting`, `Snapshotting`, `Streaming`, `Completed` or `Failed`.
-    pub state: String,
-    /// The worker instance (pod name or host) that wrote this.
-    pub worker: String,
-    /// Records acknowledged by Kafka since the worker started.
-    pub records: u64,
-    /// Key + value bytes sent since the worker started.
-    pub bytes: u64,
-    /// WAL bytes the slot retains (CDC sources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_bytes: Option<u64>,
-    /// Milliseconds between the last commit seen and now (CDC sources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_millis: Option<u64>,
-    /// The last error, for a failed worker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// When this was written (RFC 3339).
-    pub updated_at: String,
-}
+pub use tributary_kafka::status::WorkerStatus;
 
 /// Reading or writing a state topic failed.
 #[derive(Debug, thiserror::Error)]

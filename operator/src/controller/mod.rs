@@ -2,9 +2,11 @@
 //! shape, the mapping of outcomes to kstatus health, and the loop that runs
 //! them all until shutdown.
 
+pub mod connector;
 pub mod kafka_cluster;
 pub mod schema;
 pub mod topic;
+pub mod workload;
 
 use std::time::Duration;
 
@@ -25,7 +27,8 @@ pub async fn run_all(context: Context, shutdown: Shutdown) {
     tokio::join!(
         kafka_cluster::run(context.clone(), shutdown.clone()),
         topic::run(context.clone(), shutdown.clone()),
-        schema::run(context, shutdown),
+        schema::run(context.clone(), shutdown.clone()),
+        connector::run(context, shutdown),
     );
 }
 

@@ -1,0 +1,122 @@
+//! The Connector controller: runs each Connector as a Deployment of
+//! `tributary-worker`s and reports their health, lag and throughput (see
+//! [`super::workload`] for the reconcile shared with Streams).
+//!
+//! Connector specifics: a source runs one worker that is replaced, never
+//! rolled (two workers on one replication slot would fight over it); a
+//! sink's lag is its consumer group's; a CDC source's lag is the WAL its
+//! slot retains, as its worker reports it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tributary_api::workload::default_group_id;
+use tributary_api::{
+    ClusterRef, Connector, DesiredState, KafkaCluster, Lineage, PodTemplate, WorkloadStatus,
+};
+
+use super::workload::{self, Workload};
+use super::{Failure, ReconcileError, Shutdown};
+use crate::context::Context;
+
+const CONTROLLER: &str = "connector";
+
+impl Workload for Connector {
+    fn cluster_ref(&self) -> Option<&ClusterRef> {
+        self.spec.cluster_ref.as_ref()
+    }
+
+    fn desired_state(&self) -> DesiredState {
+        self.spec.state
+    }
+
+    fn replicas(&self) -> i32 {
+        self.spec.replicas
+    }
+
+    fn template(&self) -> Option<&PodTemplate> {
+        self.spec.template.as_ref()
+    }
+
+    fn workload_status(&self) -> Option<&WorkloadStatus> {
+        self.status.as_ref()
+    }
+
+    fn recreate(&self) -> bool {
+        self.spec.source.is_some()
+    }
+
+    fn consumer_group(&self) -> Option<String> {
+        let sink = self.spec.sink.as_ref()?;
+        Some(
+            sink.group_id
+                .clone()
+                .unwrap_or_else(|| default_group_id(self.namespace().as_deref(), &self.name_any())),
+        )
+    }
+
+    fn validate(&self) -> Result<Lineage, Failure> {
+        Ok(lineage(self))
+    }
+}
+
+/// Topics a connector reads and writes, as far as the spec names them.
+pub fn lineage(connector: &Connector) -> Lineage {
+    let spec = &connector.spec;
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    if let Some(source) = &spec.source {
+        if let Some(pg) = &source.postgres {
+            writes.push(format!("{}.<schema>.<table>", pg.topic_prefix));
+        }
+        if let Some(datagen) = &source.datagen {
+            writes.push(datagen.topic.clone());
+        }
+    }
+    if let Some(sink) = &spec.sink {
+        reads.extend(sink.topics.iter().cloned());
+    }
+    if let Some(topic) = &spec.errors.dead_letter_topic {
+        writes.push(topic.clone());
+    }
+    Lineage { reads, writes }
+}
+
+/// Runs the Connector controller until `shutdown`.
+pub async fn run(context: Context, shutdown: Shutdown) {
+    let connectors: Api<Connector> = context.watched_api();
+    let clusters: Api<KafkaCluster> = context.watched_api();
+    let deployments: Api<Deployment> = context.watched_api();
+    let controller = Controller::new(connectors, watcher::Config::default());
+    let store = controller.store();
+    let reconciles = controller
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/component=connector"),
+        )
+        .watches(clusters, watcher::Config::default(), move |cluster| {
+            super::users_of(&store, &cluster, |c: &Connector| c.spec.cluster_ref.as_ref())
+        })
+        .with_config(super::runtime_config(&context))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(context));
+    super::drain(CONTROLLER, reconciles).await;
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
+fn error_policy(connector: Arc<Connector>, error: &ReconcileError, context: Arc<Context>) -> Action {
+    super::error_policy(&*connector, error, &context)
+}
+
+async fn reconcile(connector: Arc<Connector>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let api: Api<Connector> =
+        Api::namespaced(context.client.clone(), &connector.namespace().unwrap_or_default());
+    let result = workload::reconcile(&*connector, &api, &context).await;
+    super::record(&context, CONTROLLER, &result, started);
+    result
+}

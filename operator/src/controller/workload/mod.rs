@@ -1,0 +1,553 @@
+//! What the Connector and Stream controllers share: a resource that runs as
+//! a Deployment of `tributary-worker`s.
+//!
+//! One reconcile: **read** (KafkaCluster, referenced Secrets' versions,
+//! declared Topics) → **validate** (pure, per kind: e.g. the Stream's SQL) →
+//! **build** the ConfigMap, ServiceAccount and Deployment (pure,
+//! [`build`]) → **apply** them with server-side apply and prune children no
+//! longer wanted → **observe** (Deployment, pods, the workers' reports from
+//! the status topic, consumer-group lag through the Kafka Admin API) →
+//! **status** ([`observe`]), written only when it changed.
+
+pub mod build;
+pub mod observe;
+pub mod secrets;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tributary_api::{
+    ClusterRef, DesiredState, HasConditions, Health, KafkaCluster, Lineage, PodTemplate, Topic,
+    WorkloadStatus,
+};
+use tributary_kafka::{KafkaConnection, StatusTail};
+
+use self::build::{Children, WorkloadInput};
+use self::observe::{Observation, PodFacts};
+use super::{Failure, ReconcileError};
+use crate::cluster::{self, SecretValues};
+use crate::context::Context;
+
+/// The condition saying whether what a workload depends on is ready.
+pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+
+/// A resource the operator runs as workers.
+pub trait Workload:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + HasConditions
+    + Send
+    + Sync
+    + 'static
+{
+    /// `spec.clusterRef`.
+    fn cluster_ref(&self) -> Option<&ClusterRef>;
+    /// `spec.state`.
+    fn desired_state(&self) -> DesiredState;
+    /// `spec.replicas`.
+    fn replicas(&self) -> i32;
+    /// `spec.template`.
+    fn template(&self) -> Option<&PodTemplate>;
+    /// The current status, if any.
+    fn workload_status(&self) -> Option<&WorkloadStatus>;
+    /// Replace workers instead of rolling them (never two at once).
+    fn recreate(&self) -> bool;
+    /// The consumer group whose lag is reported (`None` for sources).
+    fn consumer_group(&self) -> Option<String>;
+    /// Checks what the apiserver cannot (e.g. SQL) and returns the topics
+    /// read and written; an error is a Stalled reason and message.
+    fn validate(&self) -> Result<Lineage, Failure>;
+}
+
+/// Workloads' memory between reconciles: the operator's tail of each
+/// cluster's status topic, and the last throughput sample per resource.
+#[derive(Default)]
+pub struct WorkloadState {
+    tails: Mutex<HashMap<String, (KafkaConnection, Arc<StatusTail>)>>,
+    samples: Mutex<HashMap<String, (Instant, i64)>>,
+}
+
+impl Debug for WorkloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadState").finish_non_exhaustive()
+    }
+}
+
+impl WorkloadState {
+    fn tail(&self, cluster_key: &str, connection: &KafkaConnection, topic: &str) -> Option<Arc<StatusTail>> {
+        let mut tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, tail)) = tails.get(cluster_key)
+            && cached == connection
+        {
+            return Some(Arc::clone(tail));
+        }
+        match StatusTail::start(connection, topic) {
+            Ok(tail) => {
+                let tail = Arc::new(tail);
+                tails.insert(cluster_key.to_owned(), (connection.clone(), Arc::clone(&tail)));
+                Some(tail)
+            }
+            Err(error) => {
+                tracing::warn!(cluster = cluster_key, %error, "cannot follow the status topic");
+                None
+            }
+        }
+    }
+
+    /// Records per second between the previous sample of `key` and `total`
+    /// now; `None` on the first sample or when the counter went back (a
+    /// worker restarted).
+    fn rate(&self, key: &str, total: i64) -> Option<u64> {
+        let now = Instant::now();
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = samples.insert(key.to_owned(), (now, total));
+        let (at, before) = previous?;
+        let seconds = now.duration_since(at).as_secs_f64();
+        if total < before || seconds < 1.0 {
+            return None;
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        Some(((total - before) as f64 / seconds).round() as u64)
+    }
+}
+
+/// The key workers report under: `<namespace>/<name>`.
+pub fn status_key<K: Workload>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// The worker config file: the KafkaCluster and the resource, as manifests
+/// without server-side fields. The second value is the same with
+/// `spec.state` left out (the part whose change restarts workers).
+pub fn config_files<K: Workload>(obj: &K, cluster: &KafkaCluster) -> Result<(String, String), Failure> {
+    let manifest =
+        |api_version: String, kind: String, name: String, namespace: String, spec: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": { "name": name, "namespace": namespace },
+                "spec": spec,
+            })
+        };
+    let invalid = |e: &dyn std::fmt::Display| {
+        Failure::stalled("InvalidSpec", format!("cannot render the worker config: {e}"))
+    };
+    let namespace = obj.namespace().unwrap_or_default();
+    let spec = serde_json::to_value(obj).map_err(|e| invalid(&e))?["spec"].clone();
+    let cluster_doc = manifest(
+        KafkaCluster::api_version(&()).into_owned(),
+        KafkaCluster::kind(&()).into_owned(),
+        cluster.name_any(),
+        namespace.clone(),
+        serde_json::to_value(&cluster.spec).map_err(|e| invalid(&e))?,
+    );
+    let render = |spec: serde_json::Value| -> Result<String, Failure> {
+        let own = manifest(
+            K::api_version(&()).into_owned(),
+            K::kind(&()).into_owned(),
+            obj.name_any(),
+            namespace.clone(),
+            spec,
+        );
+        Ok(format!(
+            "{}---\n{}",
+            serde_yaml::to_string(&cluster_doc).map_err(|e| invalid(&e))?,
+            serde_yaml::to_string(&own).map_err(|e| invalid(&e))?
+        ))
+    };
+    let full = render(spec.clone())?;
+    let mut without_state = spec;
+    if let Some(map) = without_state.as_object_mut() {
+        map.remove("state");
+    }
+    Ok((full, render(without_state)?))
+}
+
+/// Reconciles one workload; `api` is the namespaced API of its kind.
+pub async fn reconcile<K: Workload>(
+    obj: &K,
+    api: &Api<K>,
+    context: &Context,
+) -> Result<Action, ReconcileError> {
+    let previous = obj.workload_status().cloned().unwrap_or_default();
+    let (mut status, health, dependencies) = match sync(obj, context).await {
+        Ok(Synced {
+            status,
+            health,
+            dependencies,
+        }) => (status, health, dependencies),
+        Err((failure, dependencies)) => (
+            WorkloadStatus {
+                topics: previous.topics.clone(),
+                replicas: previous.replicas,
+                desired_replicas: previous.desired_replicas,
+                selector: previous.selector.clone(),
+                ..WorkloadStatus::default()
+            },
+            failure.health(),
+            dependencies,
+        ),
+    };
+    let now = crate::status::now();
+    let mut conditions = health.conditions(&previous.conditions, obj.meta().generation, &now);
+    conditions.push(dependencies_condition(
+        &previous,
+        &dependencies,
+        obj.meta().generation,
+        &now,
+    ));
+    status.conditions = conditions;
+    status.observed_generation = obj.meta().generation;
+    crate::status::apply(api, obj, obj.workload_status(), &status).await?;
+    match super::next_action(context, obj, &health) {
+        // A running workload is re-observed often: lag and throughput move.
+        Ok(_) if obj.desired_state() != DesiredState::Stopped => {
+            Ok(Action::requeue(context.settings.status_interval))
+        }
+        other => other,
+    }
+}
+
+fn dependencies_condition(
+    previous: &WorkloadStatus,
+    dependencies: &Result<(), String>,
+    generation: Option<i64>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let (status, reason, message) = match dependencies {
+        Ok(()) => ("True", "DependenciesReady", String::new()),
+        Err(message) => ("False", "DependenciesNotReady", message.clone()),
+    };
+    let old = tributary_api::common::find_condition(&previous.conditions, DEPENDENCIES_READY);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: DEPENDENCIES_READY.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: old
+            .filter(|c| c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
+    }
+}
+
+struct Synced {
+    status: WorkloadStatus,
+    health: Health,
+    dependencies: Result<(), String>,
+}
+
+type SyncError = (Failure, Result<(), String>);
+
+async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncError> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let kind = K::kind(&()).into_owned();
+    let kind: &'static str = if kind == "Connector" {
+        "Connector"
+    } else {
+        "Stream"
+    };
+
+    // read
+    let cluster = cluster::resolve(&context.client, &namespace, obj.cluster_ref())
+        .await
+        .map_err(|e| {
+            let failure = Failure::from(e);
+            let message = failure.message.clone();
+            (failure, Err(message))
+        })?;
+    // validate (pure)
+    let lineage = obj.validate().map_err(|f| (f, Ok(())))?;
+    let refs = secrets::references(obj, &cluster);
+    let versions = secrets::versions(&context.client, &namespace, &refs)
+        .await
+        .map_err(|f| {
+            let message = f.message.clone();
+            (f, Err(message))
+        })?;
+    let dependencies = dependencies(context, &cluster, &namespace, &lineage).await;
+
+    // build (pure)
+    let (config_yaml, config_for_hash) =
+        config_files(obj, &cluster).map_err(|f| (f, dependencies.clone()))?;
+    let desired_replicas = if obj.desired_state() == DesiredState::Stopped {
+        0
+    } else {
+        obj.replicas()
+    };
+    let input = WorkloadInput {
+        kind,
+        name: name.clone(),
+        namespace: namespace.clone(),
+        uid: obj.uid().unwrap_or_default(),
+        api_version: K::api_version(&()).into_owned(),
+        config_yaml,
+        config_for_hash,
+        secret_refs: refs.into_iter().map(|(_, r)| r).collect(),
+        secret_versions: versions,
+        replicas: desired_replicas,
+        template: obj.template().cloned(),
+        default_image: context.settings.worker_image.clone(),
+        recreate: obj.recreate(),
+        restarted_at: obj
+            .annotations()
+            .get(tributary_api::workload::RESTART_ANNOTATION)
+            .cloned(),
+    };
+    let children = build::build(&input);
+
+    // apply
+    let deployment = apply_children(context, &namespace, &children)
+        .await
+        .map_err(|e| {
+            (
+                Failure::transient("KubernetesApiError", e.to_string()),
+                dependencies.clone(),
+            )
+        })?;
+    prune(
+        context,
+        &namespace,
+        kind,
+        &input.uid,
+        &build::child_name(kind, &name),
+    )
+    .await
+    .map_err(|e| {
+        (
+            Failure::transient("KubernetesApiError", e.to_string()),
+            dependencies.clone(),
+        )
+    })?;
+
+    // observe
+    let selector = build::selector_string(kind, &name);
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| {
+            (
+                Failure::transient("KubernetesApiError", e.to_string()),
+                dependencies.clone(),
+            )
+        })?;
+    let secret_values = SecretValues::read(&context.client, &cluster)
+        .await
+        .map_err(|e| (Failure::from(e), dependencies.clone()))?;
+    let connection = cluster::kafka_connection(&cluster, &secret_values)
+        .map_err(|e| (Failure::from(e), dependencies.clone()))?;
+    let cluster_key = format!("{namespace}/{}", cluster.name_any());
+    let key = status_key(obj);
+    let worker = context
+        .workloads
+        .tail(&cluster_key, &connection, &context.settings.status_topic)
+        .and_then(|tail| tail.get(&key));
+    let group_lag = match obj.consumer_group() {
+        Some(group) if desired_replicas > 0 || obj.desired_state() == DesiredState::Stopped => {
+            measure_lag(
+                &connection,
+                group,
+                lineage.reads.clone(),
+                context.settings.request_timeout,
+            )
+            .await
+        }
+        _ => None,
+    };
+    let rate_total = match (&group_lag, &worker) {
+        (Some(lag), _) => Some(lag.committed),
+        (None, Some(worker)) => i64::try_from(worker.records).ok(),
+        (None, None) => None,
+    };
+    let observation = Observation {
+        desired: obj.desired_state(),
+        desired_replicas,
+        deployment: Some(deployment),
+        pods: pods.items.iter().map(PodFacts::of).collect(),
+        worker,
+        group_lag,
+        records_per_second: rate_total
+            .and_then(|total| context.workloads.rate(&format!("{kind}/{key}"), total)),
+        lineage,
+        selector,
+    };
+    Ok(Synced {
+        status: observe::status(&observation),
+        health: observe::health(&observation),
+        dependencies,
+    })
+}
+
+async fn measure_lag(
+    connection: &KafkaConnection,
+    group: String,
+    topics: Vec<String>,
+    timeout: Duration,
+) -> Option<tributary_kafka::GroupLag> {
+    let connection = connection.clone();
+    let measured = tokio::task::spawn_blocking(move || {
+        tributary_kafka::group_lag(&connection, &group, &topics, timeout)
+    })
+    .await;
+    match measured {
+        Ok(Ok(lag)) => Some(lag),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not measure consumer-group lag");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "lag measurement panicked");
+            None
+        }
+    }
+}
+
+/// `DependenciesReady`: the KafkaCluster is Ready, and so is every Topic
+/// declared (in this namespace) for a topic the workload uses.
+async fn dependencies(
+    context: &Context,
+    cluster: &KafkaCluster,
+    namespace: &str,
+    lineage: &Lineage,
+) -> Result<(), String> {
+    if !cluster.is_ready() {
+        return Err(format!("KafkaCluster {} is not Ready", cluster.name_any()));
+    }
+    let topics: Api<Topic> = Api::namespaced(context.client.clone(), namespace);
+    let declared = topics
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing Topics: {e}"))?;
+    let used: Vec<&String> = lineage.reads.iter().chain(&lineage.writes).collect();
+    let mut waiting: Vec<String> = declared
+        .items
+        .iter()
+        .filter(|t| t.kafka_name().is_some_and(|n| used.iter().any(|u| *u == n)))
+        .filter(|t| !t.is_ready())
+        .map(ResourceExt::name_any)
+        .collect();
+    waiting.sort();
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("Topic {} not Ready", waiting.join(", ")))
+    }
+}
+
+async fn apply_children(
+    context: &Context,
+    namespace: &str,
+    children: &Children,
+) -> Result<Deployment, kube::Error> {
+    let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+    let name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.name.clone().unwrap_or_default()
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
+    config_maps
+        .patch(
+            &name(&children.config_map.metadata),
+            &params,
+            &Patch::Apply(with_type(&children.config_map)),
+        )
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(context.client.clone(), namespace);
+    accounts
+        .patch(
+            &name(&children.service_account.metadata),
+            &params,
+            &Patch::Apply(with_type(&children.service_account)),
+        )
+        .await?;
+    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), namespace);
+    deployments
+        .patch(
+            &name(&children.deployment.metadata),
+            &params,
+            &Patch::Apply(with_type(&children.deployment)),
+        )
+        .await
+}
+
+/// The object with `apiVersion` and `kind` set, as server-side apply needs.
+fn with_type<T: Resource<DynamicType = ()> + Serialize>(obj: &T) -> serde_json::Value {
+    let mut value = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".to_owned(), T::api_version(&()).into_owned().into());
+        map.insert("kind".to_owned(), T::kind(&()).into_owned().into());
+    }
+    value
+}
+
+/// Deletes children of this owner under another name (left by an earlier
+/// naming scheme or a changed kind): they would run workers nobody declared.
+async fn prune(
+    context: &Context,
+    namespace: &str,
+    kind: &str,
+    uid: &str,
+    keep: &str,
+) -> Result<(), kube::Error> {
+    let selector = format!(
+        "{}={uid},app.kubernetes.io/component={}",
+        build::OWNER_UID_LABEL,
+        kind.to_ascii_lowercase()
+    );
+    let params = ListParams::default().labels(&selector);
+    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), namespace);
+    for stale in deployments
+        .list_metadata(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|d| d.name_any() != keep)
+    {
+        deployments
+            .delete(&stale.name_any(), &DeleteParams::background())
+            .await?;
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
+    for stale in config_maps
+        .list_metadata(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|d| d.name_any() != keep)
+    {
+        config_maps
+            .delete(&stale.name_any(), &DeleteParams::default())
+            .await?;
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(context.client.clone(), namespace);
+    for stale in accounts
+        .list_metadata(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|d| d.name_any() != keep)
+    {
+        accounts
+            .delete(&stale.name_any(), &DeleteParams::default())
+            .await?;
+    }
+    Ok(())
+}
