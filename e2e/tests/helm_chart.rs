@@ -172,7 +172,10 @@ fn operator_permissions() -> BTreeSet<String> {
     out.extend(expand(&["tributary.dev"], &finalizers, &["update"]));
     out.extend(expand(&[""], &["configmaps", "serviceaccounts"], &manage));
     out.extend(expand(&["apps"], &["deployments"], &manage));
-    out.extend(expand(&[""], &["secrets", "pods"], &read));
+    // Secrets: one by name, never listed or watched (a list would hand the
+    // operator every credential in the namespace).
+    out.extend(expand(&[""], &["secrets"], &["get"]));
+    out.extend(expand(&[""], &["pods"], &read));
     out.extend(expand(&["", "events.k8s.io"], &["events"], &["create", "patch"]));
     out
 }
@@ -643,7 +646,7 @@ async fn helm_install_cluster_scope_grants_exactly_the_operators_needs() {
         ("create", "apps", "deployments"),
         ("delete", "", "configmaps"),
         ("create", "", "serviceaccounts"),
-        ("list", "", "secrets"),
+        ("get", "", "secrets"),
         ("watch", "", "pods"),
         ("create", "events.k8s.io", "events"),
     ] {
@@ -655,6 +658,8 @@ async fn helm_install_cluster_scope_grants_exactly_the_operators_needs() {
     for (verb, group, resource) in [
         ("create", "", "secrets"),
         ("update", "", "secrets"),
+        ("list", "", "secrets"),
+        ("watch", "", "secrets"),
         ("delete", "tributary.dev", "connectors"),
         ("create", "rbac.authorization.k8s.io", "rolebindings"),
         ("create", "", "pods"),

@@ -1,7 +1,7 @@
 //! The operator runs under exactly the permissions of deploy/operator/rbac.yaml
 //! (impersonating its ServiceAccount; the file is rendered from the Helm
 //! chart), and those are least privilege: it reconciles Topics and Schemas,
-//! writes status and Events, reads Secrets, but can never write them.
+//! writes status and Events, reads a Secret by name, but can never list or write them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,12 +10,12 @@ mod support;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Api, ResourceExt};
 use support::{CONVERGE, Harness, client_as_service_account};
-use tributary_api::{Schema, Topic};
+use tributary_api::{Connector, Schema, Topic};
 use tributary_testkit::{eventually, unique_name};
 
 /// Applies deploy/operator/rbac.yaml with its namespace replaced by the test's
@@ -58,11 +58,13 @@ async fn the_operator_works_with_least_privilege() {
     apply_rbac(&harness).await;
     let operator_client = client_as_service_account(&harness.namespace, "tributary-operator").await;
 
-    // Least privilege: Secrets are read (to hash referenced credentials), never written.
+    // Least privilege: a Secret is read by name, never listed or written.
     let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), &harness.namespace);
     let mut secret = Secret::default();
     secret.metadata.name = Some("stolen".to_owned());
     let denied = secrets.create(&PostParams::default(), &secret).await.unwrap_err();
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
+    let denied = secrets.list(&ListParams::default()).await.unwrap_err();
     assert!(denied.to_string().contains("forbidden"), "{denied}");
 
     harness.start_operator_with(operator_client);
@@ -80,8 +82,23 @@ async fn the_operator_works_with_least_privilege() {
         ))
         .await
         .unwrap();
+    harness
+        .apply(&format!(
+            "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: orders-hook\nspec:\n  sink:\n    topics: [{kafka_name}]\n    http: {{url: 'http://127.0.0.1:9/'}}\n"
+        ))
+        .await
+        .unwrap();
     harness.wait_ready::<Topic>("orders").await;
     harness.wait_ready::<Schema>("orders-value").await;
+    // Connector: its worker Deployment, ConfigMap and ServiceAccount are
+    // applied and its status (pods, lag) observed under the same permissions.
+    harness
+        .wait_for::<Connector>("orders-hook", "observed with lag", |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.lag.is_some() && s.observed_generation.is_some())
+        })
+        .await;
     let events = harness.event_reasons("orders").await;
     assert!(
         events.contains(&"TopicCreated".to_owned()),
