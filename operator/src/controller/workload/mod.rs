@@ -339,22 +339,38 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
     })?;
 
     // observe
-    let selector = build::selector_string(kind, &name);
+    let observation = observe(obj, context, &cluster, deployment, lineage, desired_replicas)
+        .await
+        .map_err(|f| (f, dependencies.clone()))?;
+    Ok(Synced {
+        status: observe::status(&observation),
+        health: observe::health(&observation),
+        dependencies,
+    })
+}
+
+/// Observes what runs: pods, the workers' latest report, consumer-group lag.
+async fn observe<K: Workload>(
+    obj: &K,
+    context: &Context,
+    cluster: &KafkaCluster,
+    deployment: Deployment,
+    lineage: Lineage,
+    desired_replicas: i32,
+) -> Result<Observation, Failure> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let kind = K::kind(&()).into_owned();
+    let selector = build::selector_string(&kind, &name);
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let pods = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| {
-            (
-                Failure::transient("KubernetesApiError", e.to_string()),
-                dependencies.clone(),
-            )
-        })?;
-    let secret_values = SecretValues::read(&context.client, &cluster)
+        .map_err(|e| Failure::transient("KubernetesApiError", e.to_string()))?;
+    let secret_values = SecretValues::read(&context.client, cluster)
         .await
-        .map_err(|e| (Failure::from(e), dependencies.clone()))?;
-    let connection = cluster::kafka_connection(&cluster, &secret_values)
-        .map_err(|e| (Failure::from(e), dependencies.clone()))?;
+        .map_err(Failure::from)?;
+    let connection = cluster::kafka_connection(cluster, &secret_values).map_err(Failure::from)?;
     let cluster_key = format!("{namespace}/{}", cluster.name_any());
     let key = status_key(obj);
     let worker = context
@@ -362,7 +378,7 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
         .tail(&cluster_key, &connection, &context.settings.status_topic)
         .and_then(|tail| tail.get(&key));
     let group_lag = match obj.consumer_group() {
-        Some(group) if desired_replicas > 0 || obj.desired_state() == DesiredState::Stopped => {
+        Some(group) => {
             measure_lag(
                 &connection,
                 group,
@@ -371,14 +387,14 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
             )
             .await
         }
-        _ => None,
+        None => None,
     };
     let rate_total = match (&group_lag, &worker) {
         (Some(lag), _) => Some(lag.committed),
         (None, Some(worker)) => i64::try_from(worker.records).ok(),
         (None, None) => None,
     };
-    let observation = Observation {
+    Ok(Observation {
         desired: obj.desired_state(),
         desired_replicas,
         deployment: Some(deployment),
@@ -389,11 +405,6 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
             .and_then(|total| context.workloads.rate(&format!("{kind}/{key}"), total)),
         lineage,
         selector,
-    };
-    Ok(Synced {
-        status: observe::status(&observation),
-        health: observe::health(&observation),
-        dependencies,
     })
 }
 
