@@ -15,22 +15,27 @@
 //! The same YAML runs without Kubernetes: `tributary-worker run -f
 //! stream.yaml` (standalone mode).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::ClusterRef;
 use crate::connector::{Format, TopicCreation};
+use crate::workload::{DesiredState, PodTemplate, WorkloadStatus};
 
 /// A continuous SQL query over Kafka topics.
-#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tributary.dev",
     version = "v1alpha1",
     kind = "Stream",
     namespaced,
     status = "StreamStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     shortname = "kstream",
     category = "tributary",
     doc = "A continuous SQL query run by Tributary: filters, projections, windowed aggregates and joins over Kafka topics, written to an output topic.",
@@ -44,7 +49,7 @@ use crate::connector::{Format, TopicCreation};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag"),
+    printcolumn(name = "Lag", type_ = "string", json_path = ".status.lag.summary"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -97,6 +102,21 @@ pub struct StreamSpec {
     /// input topic.
     #[serde(default)]
     pub topic_creation: TopicCreation,
+
+    /// `Running` (default), `Paused` (workers stay up, move nothing) or
+    /// `Stopped` (scaled to zero; offsets and state topics are kept).
+    #[serde(default)]
+    pub state: DesiredState,
+
+    /// Workers sharing the input partitions. Default 1.
+    #[serde(default = "crate::workload::default_replicas")]
+    #[schemars(range(min = 0, max = 256))]
+    pub replicas: i32,
+
+    /// Overrides of the worker pods: image, resources, node selection,
+    /// tolerations, affinity, labels, annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
 }
 
 /// How one input topic is read.
@@ -179,17 +199,8 @@ pub enum ProcessingGuarantee {
     ExactlyOnce,
 }
 
-/// Observed state of a `Stream`.
-#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StreamStatus {
-    /// `Ready`, `Reconciling` and `Stalled` (kstatus).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
+/// Observed state of a `Stream`: see [`WorkloadStatus`].
+pub type StreamStatus = WorkloadStatus;
 
 crate::common::impl_has_conditions!(Stream);
 

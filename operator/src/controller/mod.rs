@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod kafka_cluster;
 pub mod schema;
+pub mod stream;
 pub mod topic;
 pub mod workload;
 
@@ -28,7 +29,8 @@ pub async fn run_all(context: Context, shutdown: Shutdown) {
         kafka_cluster::run(context.clone(), shutdown.clone()),
         topic::run(context.clone(), shutdown.clone()),
         schema::run(context.clone(), shutdown.clone()),
-        connector::run(context, shutdown),
+        connector::run(context.clone(), shutdown.clone()),
+        stream::run(context, shutdown),
     );
 }
 
