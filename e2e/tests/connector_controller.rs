@@ -209,32 +209,7 @@ async fn a_sink_connector_runs_as_a_locked_down_deployment_and_reports_lag() {
     .await
     .unwrap();
 
-    // Stopped scales to zero and is Ready with reason Stopped.
-    harness
-        .apply(&sink_yaml(name, &topic, "  state: Stopped\n"))
-        .await
-        .unwrap();
-    let stopped = harness
-        .wait_for::<Connector>(name, "Ready: Stopped", |c| {
-            c.status.as_ref().is_some_and(|s| {
-                s.observed_generation == c.metadata.generation
-                    && s.conditions
-                        .iter()
-                        .any(|x| x.type_ == "Ready" && x.reason == "Stopped")
-            })
-        })
-        .await;
-    assert_eq!(stopped.status.unwrap().desired_replicas, 0);
-    assert_eq!(
-        deployments
-            .get("reports-connector")
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .replicas,
-        Some(0)
-    );
+    assert_stopped_scales_to_zero(&harness, name, &topic).await;
     harness.cleanup().await;
 }
 
@@ -314,4 +289,34 @@ async fn a_missing_secret_is_named_with_its_field_and_bad_manifests_are_refused(
     .await
     .unwrap();
     harness.cleanup().await;
+}
+
+/// `state: Stopped` scales the workers to zero and is Ready with reason Stopped.
+async fn assert_stopped_scales_to_zero(harness: &Harness, name: &str, topic: &str) {
+    let deployments: Api<Deployment> = harness.api();
+    harness
+        .apply(&sink_yaml(name, topic, "  state: Stopped\n"))
+        .await
+        .unwrap();
+    let stopped = harness
+        .wait_for::<Connector>(name, "Ready: Stopped", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.observed_generation == c.metadata.generation
+                    && s.conditions
+                        .iter()
+                        .any(|x| x.type_ == "Ready" && x.reason == "Stopped")
+            })
+        })
+        .await;
+    assert_eq!(stopped.status.unwrap().desired_replicas, 0);
+    assert_eq!(
+        deployments
+            .get("reports-connector")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(0)
+    );
 }
