@@ -155,13 +155,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             http_addr,
             status_interval_seconds,
         } => {
-            if let Some(stream) = config.load_stream()? {
-                anyhow::bail!(
-                    "Stream {}: this worker version validates Streams (`validate`) but cannot run them yet",
-                    stream.id
-                );
-            }
-            let config = config.load()?;
+            let stream = config.load_stream()?;
             let http_addr: Option<SocketAddr> = match http_addr.as_str() {
                 "off" => None,
                 addr => Some(
@@ -178,6 +172,13 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
+            if let Some(stream) = stream {
+                tracing::info!(stream = %stream.id, version = tributary_worker::VERSION, "starting");
+                stream::run(&stream, &settings, shutdown).await?;
+                tracing::info!("stopped");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let config = config.load()?;
             tracing::info!(connector = %config.id, version = tributary_worker::VERSION, "starting");
             match runner::run(&config, &settings, shutdown).await? {
                 Outcome::Stopped => tracing::info!("stopped"),

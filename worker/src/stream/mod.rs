@@ -1,5 +1,342 @@
 //! Streams: a `Stream` resource's SQL query run over Kafka topics.
 //!
-//! `config` checks the manifest and plans its query with `tributary_sql`.
+//! [`config`] checks the manifest and plans its query with `tributary_sql`;
+//! [`run`] creates the topics the query needs and runs the engine
+//! (`engine`: decode, filter, project or aggregate through the repartition
+//! topic, windows, changelog-backed state, commits or transactions) on a
+//! dedicated thread, while the async side serves metrics and reports status.
 
 pub mod config;
+mod engine;
+mod kafka;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pg_walstream::CancellationToken;
+use rdkafka::consumer::Consumer;
+use tributary_api::connector::TopicCreation;
+use tributary_kafka::KafkaAdmin;
+use tributary_sql::Projection;
+
+use self::config::StreamConfig;
+use self::engine::{Engine, InputSetup, Setup};
+use crate::delivery::{self, PipelineSettings, TopicCreator};
+use crate::format::decode::Deserializer;
+use crate::runner::{Outcome, RunSettings};
+use crate::state_topic::{StateTopic, WorkerStatus};
+use crate::telemetry::{self, Telemetry};
+
+/// Why a stream stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// A Kafka client failed (producing, committing, a transaction).
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A topic the stream needs is missing or could not be created.
+    #[error("topic {topic}: {message}")]
+    Topic {
+        /// Topic.
+        topic: String,
+        /// Why.
+        message: String,
+    },
+    /// The changelog holds state this worker cannot read.
+    #[error("state: {0}")]
+    State(String),
+    /// The status topic or the HTTP endpoint failed to start.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs the stream until `shutdown`; a fatal error stops it (the process
+/// exits non-zero and is restarted; state and offsets resume from Kafka).
+pub async fn run(
+    config: &StreamConfig,
+    settings: &RunSettings,
+    shutdown: CancellationToken,
+) -> Result<Outcome, StreamError> {
+    let telemetry = Arc::new(Telemetry::default());
+    if let Some(addr) = settings.http_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StreamError::Setup(format!("listening on {addr}: {e}")))?;
+        drop(listener); // bound once to report a clear error early
+        let served = Arc::clone(&telemetry);
+        tokio::spawn(async move {
+            if let Err(error) = telemetry::serve(addr, served).await {
+                tracing::error!(%error, "telemetry endpoint stopped");
+            }
+        });
+    }
+    let setup = Arc::new(prepare(config).await?);
+    let status_producer = delivery::producer(&config.kafka, &PipelineSettings::default())
+        .map_err(|e| StreamError::Setup(e.to_string()))?;
+    let status = StateTopic::new(config.kafka.clone(), &settings.status_topic);
+    status
+        .ensure()
+        .await
+        .map_err(|e| StreamError::Setup(e.to_string()))?;
+
+    let client_id = format!(
+        "tributary-{}-{}",
+        config.id.replace('/', "-"),
+        settings.worker_name
+    );
+    // One transactional id per worker instance: a restarted instance (same
+    // pod or host name) fences its predecessor and aborts its open transaction.
+    let transactional_id = format!("{}-{}", config.group_id, settings.worker_name);
+    let (producer, delivery_state) = kafka::producer(
+        &config.kafka,
+        &client_id,
+        setup.exactly_once.then_some(transactional_id.as_str()),
+    )?;
+    let engine = Engine::new(
+        Arc::clone(&setup),
+        producer,
+        Arc::clone(&delivery_state),
+        telemetry.stream.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let engine = Arc::new(Mutex::new(engine));
+    let commit_interval = Duration::from_millis(u64::from(
+        config
+            .spec()
+            .commit_interval_ms
+            .unwrap_or(if setup.exactly_once { 100 } else { 1000 }),
+    ));
+    let worker = {
+        let engine = Arc::clone(&engine);
+        let kafka = config.kafka.clone();
+        let group_id = config.group_id.clone();
+        let shutdown = shutdown.clone();
+        let telemetry = Arc::clone(&telemetry);
+        tokio::task::spawn_blocking(move || {
+            run_engine(
+                &engine,
+                &kafka,
+                &group_id,
+                &client_id,
+                commit_interval,
+                &shutdown,
+                &telemetry,
+            )
+        })
+    };
+    let reporter = tokio::spawn(report_status(
+        status.clone(),
+        status_producer.clone(),
+        Arc::clone(&telemetry),
+        Arc::clone(&delivery_state),
+        config.id.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    let result = match worker.await {
+        Ok(result) => result,
+        Err(e) => Err(StreamError::Setup(format!("the stream thread ended: {e}"))),
+    };
+    reporter.abort();
+    let (state, last_error) = match &result {
+        Ok(()) => ("Stopped", None),
+        Err(error) => {
+            telemetry.set_failed();
+            ("Failed", Some(config.kafka.redact(&error.to_string())))
+        }
+    };
+    let final_status = status_of(&delivery_state, settings, state, last_error);
+    if let Err(error) = status.write(&status_producer, &config.id, &final_status).await {
+        tracing::warn!(%error, "could not write the final status");
+    }
+    result.map(|()| Outcome::Stopped)
+}
+
+/// Creates the output and internal topics and the per-input decoders.
+async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
+    let plan = config.plan.clone();
+    let admin = KafkaAdmin::new(&config.kafka, Duration::from_secs(30))
+        .map_err(|e| StreamError::Kafka(e.to_string()))?;
+    let mut partitions = 1;
+    for topic in plan.input_topics() {
+        let observed = admin
+            .describe_topic(&topic)
+            .await
+            .map_err(|e| StreamError::Topic {
+                topic: topic.clone(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| StreamError::Topic {
+                topic: topic.clone(),
+                message: "the input topic does not exist".to_owned(),
+            })?;
+        partitions = partitions.max(observed.partitions);
+    }
+    let topic_error = |topic: &str| {
+        let topic = topic.to_owned();
+        move |e: delivery::DeliveryError| StreamError::Topic {
+            topic,
+            message: e.to_string(),
+        }
+    };
+    let creation = &config.spec().topic_creation;
+    TopicCreator::new(config.kafka.clone(), creation.clone())
+        .ensure(&config.output_topic)
+        .await
+        .map_err(topic_error(&config.output_topic))?;
+    let aggregate = matches!(plan.projection, Projection::Aggregate(_));
+    let (repartition_topic, changelog_topic) = if aggregate {
+        let repartition = config.repartition_topic();
+        let changelog = config.changelog_topic();
+        let internal = |configs: BTreeMap<String, String>| TopicCreation {
+            enabled: true,
+            partitions,
+            replication_factor: creation.replication_factor,
+            configs,
+        };
+        TopicCreator::new(config.kafka.clone(), internal(BTreeMap::new()))
+            .ensure(&repartition)
+            .await
+            .map_err(topic_error(&repartition))?;
+        let compacted = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
+        TopicCreator::new(config.kafka.clone(), internal(compacted))
+            .ensure(&changelog)
+            .await
+            .map_err(topic_error(&changelog))?;
+        (Some(repartition), Some(changelog))
+    } else {
+        (None, None)
+    };
+    let mut inputs = HashMap::new();
+    for source in &plan.sources {
+        let input = config.input(&source.topic);
+        inputs.insert(
+            source.topic.clone(),
+            InputSetup {
+                key: Deserializer::new(input.format.key, config.registry.clone()),
+                value: Deserializer::new(input.format.value, config.registry.clone()),
+                key_format: input.format.key,
+                value_format: input.format.value,
+                timestamp_field: source.timestamp_field.clone(),
+            },
+        );
+    }
+    Ok(Setup {
+        group_names: engine::group_names(&plan),
+        output_key: config.spec().output.key.clone(),
+        output_topic: config.output_topic.clone(),
+        exactly_once: config.exactly_once(),
+        kafka: config.kafka.clone(),
+        repartition_topic,
+        changelog_topic,
+        inputs,
+        plan,
+    })
+}
+
+/// The consume-process-commit loop (blocking; on its own thread).
+fn run_engine(
+    engine: &Arc<Mutex<Engine>>,
+    kafka: &tributary_kafka::KafkaConnection,
+    group_id: &str,
+    client_id: &str,
+    commit_interval: Duration,
+    shutdown: &CancellationToken,
+    telemetry: &Telemetry,
+) -> Result<(), StreamError> {
+    let lock = || {
+        engine
+            .lock()
+            .map_err(|_| StreamError::State("the engine lock is poisoned".to_owned()))
+    };
+    let topics = {
+        let engine = lock()?;
+        engine.init_transactions()?;
+        engine.subscriptions()
+    };
+    let callbacks = kafka::GroupCallbacks {
+        engine: Arc::clone(engine),
+        fatal: Mutex::new(None),
+    };
+    let consumer = kafka::consumer(kafka, group_id, client_id, callbacks)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| StreamError::Kafka(format!("subscribing to {}: {e}", topics.join(", "))))?;
+    tracing::info!(topics = %topics.join(", "), group = group_id, "stream running");
+    telemetry.set_state("Running");
+    let mut last_commit = Instant::now();
+    let result = loop {
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        let polled = consumer.poll(Duration::from_millis(100));
+        if let Some(error) = consumer.context().fatal.lock().ok().and_then(|mut f| f.take()) {
+            break Err(error);
+        }
+        match polled {
+            Some(Ok(message)) => {
+                let outcome = lock().and_then(|mut engine| engine.process(&message));
+                if let Err(error) = outcome {
+                    break Err(error);
+                }
+            }
+            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+            None => {}
+        }
+        if last_commit.elapsed() >= commit_interval {
+            if let Err(error) = lock().and_then(|mut engine| engine.commit(&consumer)) {
+                break Err(error);
+            }
+            last_commit = Instant::now();
+        }
+    };
+    if result.is_ok() {
+        // Stopping: commit what was processed, then leave the group (the
+        // revoke callback commits again, with nothing left to do).
+        lock().and_then(|mut engine| engine.commit(&consumer))?;
+        consumer.unsubscribe();
+    }
+    result
+}
+
+fn status_of(
+    delivery: &kafka::DeliveryState,
+    settings: &RunSettings,
+    state: &str,
+    last_error: Option<String>,
+) -> WorkerStatus {
+    WorkerStatus {
+        state: state.to_owned(),
+        worker: settings.worker_name.clone(),
+        records: delivery.acked.load(std::sync::atomic::Ordering::Relaxed),
+        bytes: 0,
+        lag_bytes: None,
+        lag_millis: None,
+        last_error,
+        updated_at: jiff::Timestamp::now().to_string(),
+    }
+}
+
+async fn report_status(
+    topic: StateTopic,
+    producer: rdkafka::producer::FutureProducer,
+    telemetry: Arc<Telemetry>,
+    delivery: Arc<kafka::DeliveryState>,
+    id: String,
+    settings: RunSettings,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(settings.status_interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let status = status_of(&delivery, &settings, &telemetry.state(), None);
+        if let Err(error) = topic.write(&producer, &id, &status).await {
+            tracing::warn!(%error, "could not write status");
+        }
+    }
+}

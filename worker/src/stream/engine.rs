@@ -1,0 +1,743 @@
+//! Record-at-a-time execution of a planned query.
+//!
+//! Data flow (one consumer, one producer per worker; every worker of the
+//! stream runs the same):
+//!
+//! ```text
+//!  input topic ──► decode ─► WHERE ─► SELECT ─────────────────────────► output topic
+//!                               └─► GROUP BY key + aggregate arguments ─► <group>-repartition
+//!  <group>-repartition[p] ──► task p: windows, accumulators, stream time ─► output topic
+//!                                          └─ changes at each commit ───► <group>-changelog[p]
+//! ```
+//!
+//! Aggregates always go through the repartition topic (keyed by the group
+//! values), so each group is owned by exactly one partition and its worker,
+//! whatever the input's key; its state moves with the partition. Windows
+//! follow the partition's stream time (largest event time seen); a window
+//! closes at `end + grace`, and a record for a closed window is late:
+//! dropped and counted. `EMIT CHANGES` writes the groups changed since the
+//! last commit at each commit (as Kafka Streams' record cache does); `EMIT
+//! FINAL` writes a window once, when it closes.
+//!
+//! Commits: at-least-once flushes the producer, then commits the consumed
+//! offsets; exactly-once commits output, repartition and changelog records
+//! and the consumed offsets in one Kafka transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::Producer as _;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Map, Value};
+use tributary_api::connector::Format;
+use tributary_kafka::KafkaConnection;
+use tributary_sql::{Context, Emit, Expr, Plan, Projection, Window, evaluate, is_true};
+
+use super::StreamError;
+use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
+use super::state::{self, StateKey, StoredEntry, Task};
+use crate::format::decode::Deserializer;
+use crate::telemetry::StreamCounters;
+
+/// How one input topic is read.
+#[derive(Debug, Clone)]
+pub(crate) struct InputSetup {
+    pub key: Deserializer,
+    pub value: Deserializer,
+    pub key_format: Format,
+    pub value_format: Format,
+    pub timestamp_field: Option<Vec<String>>,
+}
+
+/// What does not change while the stream runs.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    pub plan: Plan,
+    pub output_topic: String,
+    /// `Some` for aggregates.
+    pub repartition_topic: Option<String>,
+    /// `Some` for aggregates.
+    pub changelog_topic: Option<String>,
+    pub inputs: HashMap<String, InputSetup>,
+    /// `spec.output.key`.
+    pub output_key: Vec<String>,
+    /// Names of the GROUP BY values in the default key of aggregates.
+    pub group_names: Vec<String>,
+    pub exactly_once: bool,
+    pub kafka: KafkaConnection,
+}
+
+/// The running query; shared with the consumer's rebalance callbacks.
+pub(crate) struct Engine {
+    setup: Arc<Setup>,
+    producer: Producer,
+    delivery: Arc<DeliveryState>,
+    counters: StreamCounters,
+    runtime: tokio::runtime::Handle,
+    in_transaction: bool,
+    /// Next offset to commit, per partition processed since the last commit.
+    positions: HashMap<(String, i32), i64>,
+    /// Aggregate state per repartition partition owned.
+    tasks: HashMap<i32, Task>,
+    last_warning: Option<Instant>,
+    suppressed_warnings: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(
+        setup: Arc<Setup>,
+        producer: Producer,
+        delivery: Arc<DeliveryState>,
+        counters: StreamCounters,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            setup,
+            producer,
+            delivery,
+            counters,
+            runtime,
+            in_transaction: false,
+            positions: HashMap::new(),
+            tasks: HashMap::new(),
+            last_warning: None,
+            suppressed_warnings: 0,
+        }
+    }
+
+    /// Topics the consumer subscribes to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut topics = self.setup.plan.input_topics();
+        if let Some(topic) = &self.setup.repartition_topic {
+            topics.push(topic.clone());
+        }
+        topics
+    }
+
+    /// A record that cannot be processed: counted, and logged at most every
+    /// few seconds (a bad input can be every record).
+    fn skip(&mut self, message: &BorrowedMessage<'_>, why: &str) {
+        self.counters.bad_records.inc();
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(5))
+        {
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                error = why,
+                skipped_since_last_warning = self.suppressed_warnings,
+                "record skipped"
+            );
+            self.last_warning = Some(now);
+            self.suppressed_warnings = 0;
+        } else {
+            self.suppressed_warnings += 1;
+        }
+    }
+
+    fn begin(&mut self) -> Result<(), StreamError> {
+        if self.setup.exactly_once && !self.in_transaction {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| StreamError::Kafka(format!("beginning a transaction: {e}")))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        ts: i64,
+    ) -> Result<(), StreamError> {
+        self.begin()?;
+        kafka::send(&self.producer, topic, partition, key, value, ts)
+    }
+
+    /// Processes one consumed record.
+    #[allow(clippy::too_many_lines)] // decode, filter, then one arm per projection kind
+    pub fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
+        let topic = message.topic();
+        self.positions
+            .insert((topic.to_owned(), message.partition()), message.offset() + 1);
+        if self.setup.repartition_topic.as_deref() == Some(topic) {
+            return self.process_grouped(message);
+        }
+        self.counters.records_in.inc();
+        let Some(payload) = message.payload() else {
+            return Ok(()); // a tombstone deletes nothing in a stream
+        };
+        let Some(input) = self.setup.inputs.get(topic).cloned() else {
+            return Ok(());
+        };
+        let value = match decode(&self.runtime, &input.value, input.value_format, Some(payload)) {
+            Ok(Some(value)) => value,
+            Ok(None) => return Ok(()),
+            Err(why) => {
+                self.skip(message, &format!("value: {why}"));
+                return Ok(());
+            }
+        };
+        let key = match message.key() {
+            None => Value::Null,
+            Some(bytes) => match decode(&self.runtime, &input.key, input.key_format, Some(bytes)) {
+                Ok(key) => key.unwrap_or(Value::Null),
+                // Keys are often plain text: take them as a string.
+                Err(_) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            },
+        };
+        let record_time = message.timestamp().to_millis().unwrap_or(0);
+        let timestamp = match &input.timestamp_field {
+            None => record_time,
+            Some(path) => match event_time(&value, path) {
+                Ok(Some(ts)) => ts,
+                Ok(None) => record_time,
+                Err(why) => {
+                    self.skip(message, &why);
+                    return Ok(());
+                }
+            },
+        };
+        let setup = Arc::clone(&self.setup);
+        let ctx = Context {
+            rows: [Some(&value), None],
+            key: &key,
+            timestamp,
+            partition: message.partition(),
+            offset: message.offset(),
+            groups: &[],
+            aggregates: &[],
+            window: None,
+        };
+        if let Some(filter) = &setup.plan.filter {
+            match evaluate(filter, &ctx) {
+                Ok(v) if is_true(&v) => {}
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    self.skip(message, &format!("WHERE: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+        match &setup.plan.projection {
+            Projection::Wildcard => {
+                let out = if input.value_format == Format::Json {
+                    payload.to_vec()
+                } else {
+                    serde_json::to_vec(&value).unwrap_or_default()
+                };
+                self.send(&setup.output_topic, None, message.key(), Some(&out), timestamp)?;
+                self.counters.records_out.inc();
+            }
+            Projection::Columns(columns) => {
+                let mut row = Map::with_capacity(columns.len());
+                for column in columns {
+                    match evaluate(&column.expr, &ctx) {
+                        Ok(v) => {
+                            row.insert(column.name.clone(), v);
+                        }
+                        Err(e) => {
+                            self.skip(message, &format!("column {}: {e}", column.name));
+                            return Ok(());
+                        }
+                    }
+                }
+                let key_bytes = if setup.output_key.is_empty() {
+                    message.key().map(<[u8]>::to_vec)
+                } else {
+                    Some(key_of(&row, &setup.output_key))
+                };
+                let out = serde_json::to_vec(&row).unwrap_or_default();
+                self.send(
+                    &setup.output_topic,
+                    None,
+                    key_bytes.as_deref(),
+                    Some(&out),
+                    timestamp,
+                )?;
+                self.counters.records_out.inc();
+            }
+            Projection::Aggregate(aggregation) => {
+                let mut groups = Vec::with_capacity(aggregation.group_by.len());
+                for expr in &aggregation.group_by {
+                    match evaluate(expr, &ctx) {
+                        Ok(v) => groups.push(v),
+                        Err(e) => {
+                            self.skip(message, &format!("GROUP BY: {e}"));
+                            return Ok(());
+                        }
+                    }
+                }
+                let mut args = Vec::with_capacity(aggregation.calls.len());
+                for call in &aggregation.calls {
+                    match call.arg.as_ref().map(|arg| evaluate(arg, &ctx)) {
+                        None => args.push(Value::Bool(true)), // COUNT(*) counts the row
+                        Some(Ok(v)) => args.push(v),
+                        Some(Err(e)) => {
+                            self.skip(message, &format!("{}: {e}", call.function.name()));
+                            return Ok(());
+                        }
+                    }
+                }
+                let key_bytes = serde_json::to_vec(&groups).unwrap_or_default();
+                let value_bytes = serde_json::to_vec(&args).unwrap_or_default();
+                let topic = setup.repartition_topic.clone().unwrap_or_default();
+                self.send(&topic, None, Some(&key_bytes), Some(&value_bytes), timestamp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A record of the repartition topic: `[group values]` → `[aggregate arguments]`.
+    fn process_grouped(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Some(aggregation) = setup.plan.aggregation() else {
+            return Ok(());
+        };
+        let (Some(key), Some(payload)) = (message.key(), message.payload()) else {
+            return Ok(());
+        };
+        let args: Vec<Value> = match serde_json::from_slice(payload) {
+            Ok(args) => args,
+            Err(e) => {
+                self.skip(message, &format!("repartition record: {e}"));
+                return Ok(());
+            }
+        };
+        let ts = message.timestamp().to_millis().unwrap_or(0);
+        let partition = message.partition();
+        let window = aggregation.window;
+        let group: Arc<[u8]> = Arc::from(key);
+        let task = self.tasks.entry(partition).or_default();
+        let stream_time = task.observe(ts);
+        let windows = match &window {
+            Some(w) => w.assign(ts),
+            None => vec![(0, i64::MAX)],
+        };
+        let mut late = false;
+        for (start, end) in windows {
+            if window.as_ref().is_some_and(|w| w.is_closed(end, stream_time)) {
+                late = true;
+                continue;
+            }
+            let state_key: StateKey = (Arc::clone(&group), start);
+            if !task.entries.contains_key(&state_key) {
+                let groups: Vec<Value> = serde_json::from_slice(key).unwrap_or_default();
+                let entry = StoredEntry {
+                    groups,
+                    accs: aggregation.calls.iter().map(|c| c.function.start()).collect(),
+                    start,
+                    end,
+                    ts,
+                };
+                task.insert(state_key.clone(), entry);
+            }
+            if let Some(entry) = task.entries.get_mut(&state_key) {
+                for (acc, arg) in entry.accs.iter_mut().zip(&args) {
+                    if let Err(e) = acc.add(arg) {
+                        // The row's value is unusable for this aggregate (e.g. SUM of text).
+                        tracing::debug!(error = %e, "aggregate input skipped");
+                    }
+                }
+                entry.ts = entry.ts.max(ts);
+            }
+            task.dirty.insert(state_key);
+        }
+        if late {
+            self.counters.late_records.inc();
+        }
+        if let Some(window) = window {
+            self.expire(partition, &window)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the windows of task `partition` that stream time has passed.
+    fn expire(&mut self, partition: i32, window: &Window) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let emit = setup.plan.emit;
+        loop {
+            let Some(task) = self.tasks.get_mut(&partition) else {
+                return Ok(());
+            };
+            let Some(stream_time) = task.stream_time else {
+                return Ok(());
+            };
+            let Some((end, key)) = task.by_end.first().cloned() else {
+                return Ok(());
+            };
+            if !window.is_closed(end, stream_time) {
+                return Ok(());
+            }
+            let was_dirty = task.dirty.contains(&key);
+            let Some(entry) = task.remove(&key) else {
+                return Ok(());
+            };
+            if emit == Emit::Final || was_dirty {
+                self.emit(&entry)?;
+            }
+            if let Some(changelog) = &setup.changelog_topic {
+                self.send(
+                    changelog,
+                    Some(partition),
+                    Some(&state::encode_key(&key)),
+                    None,
+                    entry.ts,
+                )?;
+            }
+        }
+    }
+
+    /// Writes one aggregate result.
+    fn emit(&mut self, entry: &StoredEntry) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Some(aggregation) = setup.plan.aggregation() else {
+            return Ok(());
+        };
+        let values: Vec<Value> = entry.accs.iter().map(tributary_sql::Accumulator::value).collect();
+        let windowed = aggregation.window.is_some();
+        let ctx = Context {
+            rows: [None, None],
+            key: &Value::Null,
+            timestamp: entry.ts,
+            partition: 0,
+            offset: 0,
+            groups: &entry.groups,
+            aggregates: &values,
+            window: windowed.then_some((entry.start, entry.end)),
+        };
+        if let Some(having) = &aggregation.having {
+            match evaluate(having, &ctx) {
+                Ok(v) if is_true(&v) => {}
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    self.counters.bad_records.inc();
+                    tracing::warn!(error = %e, "HAVING failed on a group; result skipped");
+                    return Ok(());
+                }
+            }
+        }
+        let mut row = Map::with_capacity(aggregation.columns.len());
+        for column in &aggregation.columns {
+            match evaluate(&column.expr, &ctx) {
+                Ok(v) => {
+                    row.insert(column.name.clone(), v);
+                }
+                Err(e) => {
+                    self.counters.bad_records.inc();
+                    tracing::warn!(column = %column.name, error = %e, "an output column failed on a group; result skipped");
+                    return Ok(());
+                }
+            }
+        }
+        let key = if setup.output_key.is_empty() {
+            let mut key = Map::new();
+            for (name, value) in setup.group_names.iter().zip(&entry.groups) {
+                key.insert(name.clone(), value.clone());
+            }
+            if windowed {
+                key.insert("window_start".to_owned(), Value::from(entry.start));
+                key.insert("window_end".to_owned(), Value::from(entry.end));
+            }
+            serde_json::to_vec(&key).unwrap_or_default()
+        } else {
+            key_of(&row, &setup.output_key)
+        };
+        let out = serde_json::to_vec(&row).unwrap_or_default();
+        self.send(&setup.output_topic, None, Some(&key), Some(&out), entry.ts)?;
+        self.counters.records_out.inc();
+        Ok(())
+    }
+
+    /// Writes state changes (and, for `EMIT CHANGES`, the changed results),
+    /// then commits the consumed offsets: in the transaction under
+    /// exactly-once, after the producer's flush otherwise.
+    pub fn commit(&mut self, consumer: &BaseConsumer<GroupCallbacks>) -> Result<(), StreamError> {
+        self.flush_state()?;
+        if self.positions.is_empty() && !self.in_transaction {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.positions {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|e| StreamError::Kafka(e.to_string()))?;
+        }
+        let timeout = Duration::from_mins(1);
+        let started = Instant::now();
+        if self.setup.exactly_once {
+            self.begin()?;
+            if offsets.count() > 0 {
+                let metadata = consumer
+                    .group_metadata()
+                    .ok_or_else(|| StreamError::Kafka("the consumer has no group metadata".to_owned()))?;
+                self.producer
+                    .send_offsets_to_transaction(&offsets, &metadata, timeout)
+                    .map_err(|e| StreamError::Kafka(format!("adding offsets to the transaction: {e}")))?;
+            }
+            self.producer
+                .commit_transaction(timeout)
+                .map_err(|e| StreamError::Kafka(format!("committing the transaction: {e}")))?;
+            self.in_transaction = false;
+        } else {
+            self.producer
+                .flush(timeout)
+                .map_err(|e| StreamError::Kafka(format!("flushing the producer: {e}")))?;
+            if offsets.count() > 0 {
+                consumer
+                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+                    .map_err(|e| StreamError::Kafka(format!("committing offsets: {e}")))?;
+            }
+        }
+        if self.delivery.failed.load(Ordering::Relaxed) > 0 {
+            let first = self
+                .delivery
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            return Err(StreamError::Kafka(format!(
+                "a record could not be delivered: {first}"
+            )));
+        }
+        tracing::debug!(
+            partitions = self.positions.len(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "committed"
+        );
+        self.positions.clear();
+        self.counters.commits.inc();
+        Ok(())
+    }
+
+    /// Writes dirty entries to the changelog (and results under `EMIT CHANGES`).
+    fn flush_state(&mut self) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Some(changelog) = &setup.changelog_topic else {
+            return Ok(());
+        };
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            let Some(task) = self.tasks.get_mut(&partition) else {
+                continue;
+            };
+            let dirty: Vec<StateKey> = task.dirty.drain().collect();
+            let entries: Vec<(StateKey, StoredEntry)> = dirty
+                .into_iter()
+                .filter_map(|k| task.entries.get(&k).cloned().map(|e| (k, e)))
+                .collect();
+            let stream_time = task.stream_time.filter(|_| task.stream_time_dirty);
+            task.stream_time_dirty = false;
+            for (key, entry) in entries {
+                if setup.plan.emit == Emit::Changes {
+                    self.emit(&entry)?;
+                }
+                let value = serde_json::to_vec(&entry).unwrap_or_default();
+                self.send(
+                    changelog,
+                    Some(partition),
+                    Some(&state::encode_key(&key)),
+                    Some(&value),
+                    entry.ts,
+                )?;
+            }
+            if let Some(time) = stream_time {
+                let value = state::encode_stream_time(time);
+                self.send(
+                    changelog,
+                    Some(partition),
+                    Some(state::STREAM_TIME_KEY),
+                    Some(&value),
+                    time,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions leave this worker (after [`Engine::commit`]): forget their state.
+    pub fn revoke(&mut self, partitions: &[(String, i32)]) {
+        for (topic, partition) in partitions {
+            self.positions.remove(&(topic.clone(), *partition));
+            if self.setup.repartition_topic.as_deref() == Some(topic.as_str()) {
+                self.tasks.remove(partition);
+            }
+        }
+    }
+
+    /// Partitions arrive: restore the state of repartition partitions from the changelog.
+    pub fn assign(&mut self, partitions: &[(String, i32)]) -> Result<(), StreamError> {
+        let (Some(repartition), Some(changelog)) =
+            (&self.setup.repartition_topic, &self.setup.changelog_topic)
+        else {
+            return Ok(());
+        };
+        for (topic, partition) in partitions {
+            if topic != repartition {
+                continue;
+            }
+            let started = Instant::now();
+            let mut task = Task::default();
+            let mut bad = 0u64;
+            let records = kafka::read_partition(&self.setup.kafka, changelog, *partition, |key, value| {
+                if task.apply_changelog(key, value).is_err() {
+                    bad += 1;
+                }
+            })?;
+            if bad > 0 {
+                return Err(StreamError::State(format!(
+                    "{changelog}[{partition}]: {bad} records are not state this worker version understands"
+                )));
+            }
+            tracing::info!(
+                partition,
+                records,
+                groups = task.entries.len(),
+                stream_time = ?task.stream_time,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "state restored from the changelog"
+            );
+            self.tasks.insert(*partition, task);
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: registers the transactional id, fencing an earlier
+    /// instance of this worker and aborting its open transaction.
+    pub fn init_transactions(&self) -> Result<(), StreamError> {
+        if self.setup.exactly_once {
+            self.producer
+                .init_transactions(Duration::from_mins(1))
+                .map_err(|e| StreamError::Kafka(format!("initialising transactions: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a key or value; plain JSON without a detour through async.
+fn decode(
+    runtime: &tokio::runtime::Handle,
+    deserializer: &Deserializer,
+    format: Format,
+    bytes: Option<&[u8]>,
+) -> Result<Option<Value>, String> {
+    if format == Format::Json {
+        return match bytes {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map(Some)
+                .map_err(|e| format!("not JSON: {e}")),
+        };
+    }
+    runtime
+        .block_on(deserializer.decode(bytes))
+        .map_err(|e| e.to_string())
+}
+
+/// Event time from a value field: epoch milliseconds or RFC 3339 text.
+/// `Ok(None)` when the field is missing or null (the record timestamp is used).
+fn event_time(value: &Value, path: &[String]) -> Result<Option<i64>, String> {
+    let mut current = value;
+    for step in path {
+        match current.get(step) {
+            Some(next) => current = next,
+            None => return Ok(None),
+        }
+    }
+    match current {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| {
+                #[allow(clippy::cast_possible_truncation)] // epoch milliseconds fit
+                n.as_f64().map(|f| f as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| format!("event time {} is not a number of milliseconds", path.join("."))),
+        Value::String(s) => s
+            .parse::<jiff::Timestamp>()
+            .map(|t| Some(t.as_millisecond()))
+            .map_err(|e| format!("event time {} = {s:?} is not RFC 3339: {e}", path.join("."))),
+        other => Err(format!(
+            "event time {} is {other}, expected milliseconds or RFC 3339 text",
+            path.join(".")
+        )),
+    }
+}
+
+/// The output key from output columns: one column's value, or an object of several.
+fn key_of(row: &Map<String, Value>, columns: &[String]) -> Vec<u8> {
+    if let [only] = columns {
+        return serde_json::to_vec(row.get(only).unwrap_or(&Value::Null)).unwrap_or_default();
+    }
+    let key: Map<String, Value> = columns
+        .iter()
+        .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Value::Null)))
+        .collect();
+    serde_json::to_vec(&key).unwrap_or_default()
+}
+
+/// Names of GROUP BY values for the default key: the output column showing
+/// the group, else `group<n>`.
+pub(crate) fn group_names(plan: &Plan) -> Vec<String> {
+    let Some(aggregation) = plan.aggregation() else {
+        return Vec::new();
+    };
+    (0..aggregation.group_by.len())
+        .map(|i| {
+            aggregation
+                .columns
+                .iter()
+                .find(|c| c.expr == Expr::Group(i))
+                .map_or_else(|| format!("group{i}"), |c| c.name.clone())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn event_time_reads_milliseconds_or_rfc3339_and_falls_back_when_missing() {
+        let path = vec!["after".to_owned(), "ts".to_owned()];
+        assert_eq!(event_time(&json!({"after": {"ts": 1500}}), &path), Ok(Some(1500)));
+        assert_eq!(
+            event_time(&json!({"after": {"ts": "1970-01-01T00:00:02Z"}}), &path),
+            Ok(Some(2000))
+        );
+        assert_eq!(event_time(&json!({"after": null}), &path), Ok(None));
+        assert!(event_time(&json!({"after": {"ts": "yesterday"}}), &path).is_err());
+    }
+
+    #[test]
+    fn output_keys_are_one_value_or_an_object() {
+        let row: Map<String, Value> = serde_json::from_value(json!({"a": 1, "b": "x"})).unwrap();
+        assert_eq!(key_of(&row, &["b".to_owned()]), b"\"x\"");
+        assert_eq!(
+            key_of(&row, &["b".to_owned(), "a".to_owned()]),
+            br#"{"b":"x","a":1}"#
+        );
+    }
+}

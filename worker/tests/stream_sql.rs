@@ -1,0 +1,555 @@
+//! SQL streams end to end: the worker binary runs a `Stream` manifest
+//! against the real Kafka; input events in, the exact expected output out
+//! (golden tests), late data, Postgres computing the same aggregate over the
+//! same rows, and kill -9 under exactly-once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use support::sink::{Read, SinkFixture, WAIT};
+use support::{Worker, start_worker};
+use tributary_testkit::unique_name;
+
+/// One test's topics and the worker(s) running its stream.
+struct StreamFixture {
+    fx: SinkFixture,
+    output: String,
+}
+
+impl StreamFixture {
+    /// An input topic with `partitions` partitions and an output topic name.
+    async fn new(prefix: &str, partitions: i32) -> Self {
+        let fx = SinkFixture::new(prefix, partitions).await;
+        let output = format!("{}-out", fx.name);
+        Self { fx, output }
+    }
+
+    fn input(&self) -> &str {
+        &self.fx.topic
+    }
+
+    /// A Stream manifest named `<test name>-<name>` with `sql` (`{in}` and `{out}` replaced
+    /// by the topics), event time from the value's `ts`, and `extra` under `spec`.
+    fn yaml(&self, name: &str, sql: &str, extra: &str) -> String {
+        let sql = sql
+            .replace("{in}", &format!("\"{}\"", self.input()))
+            .replace("{out}", &format!("\"{}\"", self.output));
+        let sql: String = sql.lines().fold(String::new(), |mut out, l| {
+            out.push_str("    ");
+            out.push_str(l);
+            out.push('\n');
+            out
+        });
+        format!(
+            "apiVersion: tributary.dev/v1alpha1\nkind: Stream\nmetadata:\n  name: {prefix}-{name}\nspec:\n  sql: |\n{sql}  inputs:\n    - topic: {input}\n      timestampField: ts\n{extra}",
+            input = self.input(),
+            prefix = self.fx.name,
+        )
+    }
+
+    /// Starts the worker binary on `yaml` as host `host`, serving metrics on `http`.
+    fn start(&self, yaml: &str, host: &str, http: &str) -> Worker {
+        start_worker(
+            &self.fx.dir,
+            yaml,
+            &[
+                "--bootstrap-servers",
+                &self.fx.endpoints.kafka_bootstrap,
+                "--status-topic",
+                &self.fx.status_topic,
+                "--status-interval-seconds",
+                "1",
+                "--http-addr",
+                http,
+            ],
+            &[
+                ("HOSTNAME", host),
+                (
+                    "RUST_LOG",
+                    &std::env::var("STREAM_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".to_owned()),
+                ),
+            ],
+        )
+    }
+
+    async fn produce(&self, events: &[(Option<&str>, Value)]) {
+        let records: Vec<_> = events
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.map(|k| k.as_bytes().to_vec()),
+                    Some(serde_json::to_vec(value).unwrap()),
+                )
+            })
+            .collect();
+        self.fx.produce(self.input(), &records).await;
+    }
+
+    /// Waits until `topic` holds `expected` records (`read_committed`) and
+    /// stays there for a moment; returns them.
+    async fn wait_for(&self, topic: &str, expected: usize, worker: &mut Worker) -> Vec<Read> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let records = read_all(&self.fx.endpoints.kafka_bootstrap, topic).await;
+            if records.len() >= expected {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let again = read_all(&self.fx.endpoints.kafka_bootstrap, topic).await;
+                assert_eq!(
+                    again.len(),
+                    expected,
+                    "more records than expected in {topic}: {:?}",
+                    values(&again)
+                );
+                return again;
+            }
+            assert!(
+                Instant::now() < deadline && worker.running(),
+                "{topic} has {} of {expected} records; log:\n{}",
+                records.len(),
+                worker.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Every committed record of `topic` (nothing if it does not exist). Reads
+/// to the end of each partition as the broker reports it, since the high
+/// watermark of a transactional topic counts commit markers no consumer sees.
+async fn read_all(bootstrap: &str, topic: &str) -> Vec<Read> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique_name("stream-test"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let Ok(metadata) = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)) else {
+            return Vec::new();
+        };
+        let mut list = TopicPartitionList::new();
+        for partition in metadata
+            .topics()
+            .iter()
+            .flat_map(rdkafka::metadata::MetadataTopic::partitions)
+        {
+            list.add_partition_offset(&topic, partition.id(), Offset::Beginning)
+                .unwrap();
+        }
+        let mut open = list.count();
+        consumer.assign(&list).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while open > 0 && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => out.push(Read {
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    headers: BTreeMap::new(),
+                }),
+                Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn values(records: &[Read]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+/// Values sorted by their JSON text, to compare as multisets.
+fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
+    rows.sort_by_key(ToString::to_string);
+    rows
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+async fn metric(addr: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("tributary_worker_{name}_total ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A Debezium create event of a rating at event time `ts` (ms).
+fn rating(id: u32, region: &str, stars: i64, ts: i64) -> Value {
+    json!({
+        "before": null,
+        "after": {"rating_id": id, "region": region, "rating": stars, "comment": format!("c{id}")},
+        "source": {"table": "ratings"},
+        "op": "c",
+        "ts": ts
+    })
+}
+
+const MINUTE: i64 = 60_000;
+/// 2026-12-02T00:00:00Z: windows in the tests start here.
+const T0: i64 = 1_796_169_600_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn low_ratings_become_alerts_with_their_key_at_least_once() {
+    let s = StreamFixture::new("stream-alerts", 3).await;
+    let events: Vec<_> = (0..60u32)
+        .map(|i| {
+            let stars = i64::from(i % 5) + 1;
+            (
+                format!("r{i}"),
+                rating(i, ["eu", "us", "apac"][i as usize % 3], stars, T0 + i64::from(i)),
+            )
+        })
+        .collect();
+    s.produce(
+        &events
+            .iter()
+            .map(|(k, v)| (Some(k.as_str()), v.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    // A delete (no `after`) and a tombstone must not become alerts.
+    s.produce(&[(
+        Some("r1"),
+        json!({"before": {"rating": 1}, "after": null, "op": "d", "ts": T0}),
+    )])
+    .await;
+    s.fx.produce(s.input(), &[(Some(b"r1".to_vec()), None)]).await;
+    let sql = "INSERT INTO {out}
+SELECT after.rating_id AS id, after.rating AS rating, UPPER(after.region) AS region,
+       CASE WHEN after.rating = 1 THEN 'urgent' ELSE 'low' END AS priority
+FROM {in}
+WHERE after.rating < 3 AND op <> 'd'
+EMIT CHANGES";
+    let mut worker = s.start(&s.yaml("alerts", sql, ""), &unique_name("w"), "off");
+    let expected: Vec<(String, Value)> = events
+        .iter()
+        .filter(|(_, v)| v["after"]["rating"].as_i64().unwrap() < 3)
+        .map(|(k, v)| {
+            let stars = v["after"]["rating"].as_i64().unwrap();
+            (
+                format!("\"{k}\""),
+                json!({
+                    "id": v["after"]["rating_id"],
+                    "rating": stars,
+                    "region": v["after"]["region"].as_str().unwrap().to_uppercase(),
+                    "priority": if stars == 1 { "urgent" } else { "low" }
+                }),
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), 24);
+    let out = s.wait_for(&s.output, expected.len(), &mut worker).await;
+    // The key is the input's key, as it was (plain text here, not JSON).
+    let got: Vec<(String, Value)> = out
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            (
+                format!("\"{key}\""),
+                serde_json::from_slice(r.value.as_deref().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by_key(|(k, v)| (k.clone(), v.to_string()));
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort_by_key(|(k, v)| (k.clone(), v.to_string()));
+    assert_eq!(got_sorted, expected_sorted);
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+    // Offsets were committed: a new worker of the same stream writes nothing again.
+    let mut again = s.start(&s.yaml("alerts", sql, ""), &unique_name("w"), "off");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        read_all(&s.fx.endpoints.kafka_bootstrap, &s.output).await.len(),
+        expected.len()
+    );
+    assert!(again.stop());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tumbling_final_counts_drop_late_events_and_count_them() {
+    let s = StreamFixture::new("stream-late", 2).await;
+    let second = 1000;
+    // Window [T0, T0+10s) with a 2 s grace: closes when stream time reaches T0+12s.
+    let events = vec![
+        rating(1, "eu", 5, T0 + second),
+        rating(2, "eu", 3, T0 + 5 * second),
+        rating(3, "us", 4, T0 + 6 * second),
+        rating(4, "eu", 1, T0 + 11 * second), // next window; stream time T0+11s: [T0, T0+10s) still open
+        rating(5, "eu", 2, T0 + 9 * second),  // in grace: counted in the first window
+        rating(6, "eu", 4, T0 + 12 * second), // stream time T0+12s: the eu partition closes [T0, T0+10s)
+        rating(7, "eu", 5, T0 + 3 * second),  // late: dropped and counted
+        rating(8, "us", 2, T0 + 30 * second), // us: closes its first window
+        rating(9, "eu", 3, T0 + 30 * second), // eu: closes [T0+10s, T0+20s)
+    ];
+    s.produce(&events.iter().map(|v| (Some("k"), v.clone())).collect::<Vec<_>>())
+        .await;
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, COUNT(*) AS ratings, SUM(after.rating) AS stars,
+       MIN(after.rating) AS worst, MAX(after.rating) AS best, AVG(after.rating) AS average,
+       WINDOWSTART AS window_start, WINDOWEND AS window_end
+FROM {in}
+WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 2 SECONDS)
+GROUP BY after.region
+EMIT FINAL";
+    let http = free_addr();
+    let mut worker = s.start(&s.yaml("late", sql, ""), &unique_name("w"), &http);
+    let out = s.wait_for(&s.output, 3, &mut worker).await;
+    let window = |start: i64| (T0 + start * second, T0 + (start + 10) * second);
+    let row = |region: &str, n: i64, stars: i64, worst: i64, best: i64, w: (i64, i64)| {
+        #[allow(clippy::cast_precision_loss)]
+        let average = stars as f64 / n as f64;
+        json!({"region": region, "ratings": n, "stars": stars, "worst": worst, "best": best,
+               "average": average, "window_start": w.0, "window_end": w.1})
+    };
+    assert_eq!(
+        sorted(values(&out)),
+        sorted(vec![
+            row("eu", 3, 10, 2, 5, window(0)),
+            row("us", 1, 4, 4, 4, window(0)),
+            row("eu", 2, 5, 1, 4, window(10)),
+        ])
+    );
+    // Keys: the group and the window.
+    let keys: Vec<Value> = out
+        .iter()
+        .map(|r| serde_json::from_slice(r.key.as_deref().unwrap()).unwrap())
+        .collect();
+    assert!(
+        keys.contains(&json!({"region": "eu", "window_start": T0, "window_end": T0 + 10 * second})),
+        "{keys:?}"
+    );
+    assert_eq!(metric(&http, "stream_late_records").await, 1);
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hopping_windows_emit_changes_per_commit_with_having() {
+    let s = StreamFixture::new("stream-hop", 1).await;
+    let second = 1000;
+    let events = [
+        rating(1, "eu", 5, T0 + second),
+        rating(2, "eu", 3, T0 + 6 * second),
+        rating(3, "eu", 1, T0 + 11 * second),
+        rating(4, "us", 2, T0 + 2 * second),
+    ];
+    s.produce(&events.iter().map(|v| (Some("k"), v.clone())).collect::<Vec<_>>())
+        .await;
+    // 10 s windows every 5 s: T0+1s is in [T0-5s,T0+5s) and [T0,T0+10s); T0+6s in [T0,T0+10s), [T0+5s,T0+15s) …
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, WINDOWSTART AS ws, COUNT(*) AS n, SUM(after.rating) AS stars
+FROM {in}
+WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS, GRACE PERIOD 1 MINUTE)
+GROUP BY after.region
+HAVING COUNT(*) >= 2
+EMIT CHANGES";
+    let mut worker = s.start(
+        &s.yaml("hop", sql, "  commitIntervalMs: 500\n"),
+        &unique_name("w"),
+        "off",
+    );
+    // Changed groups are written at each commit; HAVING hides windows with
+    // one rating, and a window with two never changes again: each appears once.
+    let out = s.wait_for(&s.output, 2, &mut worker).await;
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+    assert_eq!(
+        sorted(values(&out)),
+        sorted(vec![
+            json!({"region": "eu", "ws": T0, "n": 2, "stars": 8}),
+            json!({"region": "eu", "ws": T0 + 5 * second, "n": 2, "stars": 4}),
+        ])
+    );
+}
+
+/// The ratings scenario: counts per region per minute computed by the
+/// stream equal `GROUP BY region, date_trunc('minute', ts)` in Postgres.
+#[tokio::test(flavor = "multi_thread")]
+async fn ratings_counts_per_region_per_minute_equal_postgres() {
+    let s = StreamFixture::new("stream-pg", 3).await;
+    let regions = ["eu", "us", "apac", "latam"];
+    // 600 ratings over 10 minutes, slightly out of order (within the grace period).
+    let mut events = Vec::new();
+    let mut seed: u64 = 7;
+    for i in 0..600u32 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let jitter = i64::try_from(seed >> 60).unwrap() * 500; // up to 7.5 s back
+        let ts = T0 + i64::from(i) * 1000 - jitter;
+        let region = regions[usize::try_from(seed >> 40).unwrap() % regions.len()];
+        let stars = i64::try_from((seed >> 20) % 5).unwrap() + 1;
+        events.push(rating(i, region, stars, ts));
+    }
+    let client = support::connect(&s.fx.endpoints.postgres).await;
+    let table = s.fx.name.replace('-', "_");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (region text, rating int, ts timestamptz)"
+        ))
+        .await
+        .unwrap();
+    for e in &events {
+        client
+            .execute(
+                &format!("INSERT INTO {table} VALUES ($1, $2, to_timestamp($3::bigint / 1000.0))"),
+                &[
+                    &e["after"]["region"].as_str().unwrap(),
+                    &i32::try_from(e["after"]["rating"].as_i64().unwrap()).unwrap(),
+                    &e["ts"].as_i64().unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT region, (extract(epoch FROM date_trunc('minute', ts)) * 1000)::bigint AS window_start,
+                        count(*) AS ratings, count(*) FILTER (WHERE rating < 3) AS low
+                 FROM {table} GROUP BY 1, 2"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let expected: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({"region": r.get::<_, String>(0), "window_start": r.get::<_, i64>(1),
+                   "ratings": r.get::<_, i64>(2), "low": r.get::<_, i64>(3)})
+        })
+        .collect();
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    // Then one rating per region far ahead, closing every window of the 10 minutes.
+    for region in regions {
+        events.push(rating(9999, region, 5, T0 + 60 * MINUTE));
+    }
+    s.produce(&events.iter().map(|v| (Some("k"), v.clone())).collect::<Vec<_>>())
+        .await;
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, WINDOWSTART AS window_start, COUNT(*) AS ratings,
+       SUM(CASE WHEN after.rating < 3 THEN 1 ELSE 0 END) AS low
+FROM {in}
+WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 10 SECONDS)
+GROUP BY after.region
+EMIT FINAL";
+    let mut worker = s.start(&s.yaml("per-region", sql, ""), &unique_name("w"), "off");
+    let out = s.wait_for(&s.output, expected.len(), &mut worker).await;
+    assert_eq!(sorted(values(&out)), sorted(expected));
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+}
+
+/// kill -9 in the middle of a windowed aggregate under exactly-once: the
+/// final results equal those of an uninterrupted run of the same query.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_windowed_aggregate_exactly_once_changes_nothing() {
+    let s = StreamFixture::new("stream-eos", 3).await;
+    let second = 1000;
+    let batch = |from: u32, to: u32| -> Vec<(Option<&'static str>, Value)> {
+        (from..to)
+            .map(|i| {
+                let region = ["eu", "us", "apac"][i as usize % 3];
+                (
+                    Some("k"),
+                    rating(i, region, i64::from(i % 5) + 1, T0 + i64::from(i) * 100),
+                )
+            })
+            .collect()
+    };
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, WINDOWSTART AS window_start, COUNT(*) AS ratings, SUM(after.rating) AS stars
+FROM {in}
+WINDOW TUMBLING (SIZE 10 SECONDS)
+GROUP BY after.region
+EMIT FINAL";
+    // 3000 ratings, 100 ms apart: 30 windows of 10 s per region.
+    s.produce(&batch(0, 1500)).await;
+    let host = unique_name("w");
+    let exactly_once = "  processingGuarantee: ExactlyOnce\n";
+    let yaml = s.yaml("eos", sql, exactly_once);
+    let mut worker = s.start(&yaml, &host, "off");
+    // Kill it once it has written some results (state in the changelog, offsets committed).
+    let deadline = Instant::now() + WAIT;
+    while read_all(&s.fx.endpoints.kafka_bootstrap, &s.output).await.len() < 10 {
+        assert!(
+            Instant::now() < deadline && worker.running(),
+            "no output; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.kill9();
+    s.produce(&batch(1500, 3000)).await;
+    // One rating per region far ahead closes every window.
+    s.produce(&["eu", "us", "apac"].map(|r| (Some("k"), rating(9999, r, 1, T0 + 3600 * second))))
+        .await;
+    let mut restarted = s.start(&yaml, &host, "off");
+    let interrupted = values(&s.wait_for(&s.output, 90, &mut restarted).await);
+    assert!(restarted.stop(), "graceful stop; log:\n{}", restarted.log_text());
+
+    // The same query, uninterrupted, into another topic.
+    let reference = StreamFixture {
+        fx: SinkFixture::reading("stream-eos-ref", s.input()),
+        output: format!("{}-ref", s.output),
+    };
+    let mut uninterrupted = reference.start(
+        &reference.yaml("eos-ref", sql, exactly_once),
+        &unique_name("w"),
+        "off",
+    );
+    let expected = values(
+        &reference
+            .wait_for(&reference.output, 90, &mut uninterrupted)
+            .await,
+    );
+    assert!(uninterrupted.stop());
+
+    let mut by_window: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for row in &expected {
+        by_window.insert(
+            (
+                row["region"].as_str().unwrap().to_owned(),
+                row["window_start"].as_i64().unwrap(),
+            ),
+            row["ratings"].as_i64().unwrap(),
+        );
+    }
+    assert_eq!(by_window.len(), 90, "one result per region and window");
+    assert!(by_window.values().all(|n| *n == 33 || *n == 34), "{by_window:?}");
+    assert_eq!(sorted(interrupted), sorted(expected));
+}
