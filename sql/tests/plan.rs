@@ -114,6 +114,17 @@ fn case_cast_coalesce_and_functions_compute_per_row() {
 }
 
 #[test]
+fn subscripts_double_colon_casts_and_timestamp_literals() {
+    let sql = "SELECT items[1] AS second, tags['a-b'] AS dashed, after.rating::VARCHAR AS text,
+               TIMESTAMP '2026-12-02 10:00:00' AS at, TRIM(LEADING FROM '  x ') AS trimmed FROM t";
+    let row = json!({"items": [1, 2], "tags": {"a-b": true}, "after": {"rating": 4}});
+    assert_eq!(
+        run(sql, &row),
+        Some(json!({"second": 2, "dashed": true, "text": "4", "at": 1_796_205_600_000_i64, "trimmed": "x "}))
+    );
+}
+
+#[test]
 fn nulls_follow_three_valued_logic() {
     let sql = "SELECT after.x + 1 AS a, after.x IS NULL AS b, NOT (after.x = 1) AS c, after.x = 1 OR TRUE AS d FROM t WHERE after.x IS NULL OR after.x > 0";
     assert_eq!(
