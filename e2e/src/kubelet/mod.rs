@@ -159,8 +159,10 @@ impl KubeletConfig {
         Self {
             namespaces: namespaces.into_iter().map(Into::into).collect(),
             binaries: workspace_binaries(),
-            work_dir: std::env::temp_dir()
-                .join("tributary-kubelet")
+            // Like kubelet's /var/lib/kubelet, and not under /tmp: pods
+            // often mount an emptyDir at /tmp, which would hide the volume
+            // sources of the same pod from its later bind mounts.
+            work_dir: PathBuf::from("/var/lib/tributary-kubelet")
                 .join(uuid::Uuid::new_v4().simple().to_string()),
             apiserver_host: "127.0.0.1".to_owned(),
             apiserver_port: 16443,

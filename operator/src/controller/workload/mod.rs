@@ -77,7 +77,7 @@ pub trait Workload:
 #[derive(Default)]
 pub struct WorkloadState {
     tails: Mutex<HashMap<String, (KafkaConnection, Arc<StatusTail>)>>,
-    samples: Mutex<HashMap<String, (Instant, i64)>>,
+    samples: Mutex<HashMap<String, Sample>>,
 }
 
 impl Debug for WorkloadState {
@@ -108,24 +108,47 @@ impl WorkloadState {
     }
 
     /// Records per second between the previous sample of `key` and `total`
-    /// now; `None` on the first sample or when the counter went back (a
-    /// worker restarted).
+    /// now. Samples closer than [`RATE_WINDOW`] keep the last rate (events
+    /// can trigger reconciles in quick succession); `None` until two samples
+    /// exist or after the counter went back (a worker restarted).
     fn rate(&self, key: &str, total: i64) -> Option<u64> {
         let now = Instant::now();
         let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = samples.insert(key.to_owned(), (now, total));
-        let (at, before) = previous?;
-        let seconds = now.duration_since(at).as_secs_f64();
-        if total < before || seconds < 1.0 {
+        let Some(sample) = samples.get_mut(key) else {
+            samples.insert(
+                key.to_owned(),
+                Sample {
+                    at: now,
+                    total,
+                    rate: None,
+                },
+            );
             return None;
+        };
+        let elapsed = now.duration_since(sample.at);
+        if elapsed < RATE_WINDOW && total >= sample.total {
+            return sample.rate;
         }
         #[allow(
             clippy::cast_precision_loss,
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss
         )]
-        Some(((total - before) as f64 / seconds).round() as u64)
+        let rate = (total >= sample.total)
+            .then(|| ((total - sample.total) as f64 / elapsed.as_secs_f64()).round() as u64);
+        *sample = Sample { at: now, total, rate };
+        rate
     }
+}
+
+/// Shortest time between two throughput samples.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// One throughput sample.
+struct Sample {
+    at: Instant,
+    total: i64,
+    rate: Option<u64>,
 }
 
 /// The key workers report under: `<namespace>/<name>`.
