@@ -3,12 +3,18 @@ SHELL := /bin/bash
 INFRA := scripts/infra/infra.sh
 SERVICES := postgres kafka registry opensearch k8s helm connect
 
-.PHONY: help prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check chart-lint deploy-manifests images bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
+.PHONY: help demo demo-down prereqs infra-up infra-down infra-status test test-unit lint fmt crds crds-check chart-lint deploy-manifests images bench-operator bench-cdc bench-sink-opensearch bench-sink-postgres \
 	$(addprefix infra-,$(SERVICES)) $(addsuffix -down,$(addprefix infra-,$(SERVICES)))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 	@echo "infra-SERVICE   Start one service: $(SERVICES); infra-SERVICE-down stops it"
+
+demo: ## The main job: local infrastructure, Tributary installed with Helm, the ratings pipeline running, kubectl get tributary with lag
+	bash scripts/demo.sh up
+
+demo-down: ## Stop what make demo started (the local services keep running)
+	bash scripts/demo.sh down
 
 prereqs: ## Install build prerequisites (Debian packages, Rust components)
 	bash scripts/prereqs.sh
