@@ -6,6 +6,10 @@
 //! `INSERT … SELECT … FROM json_populate_recordset($1) ON CONFLICT DO UPDATE`
 //! per batch. All in one run, in a throwaway database of its own.
 //!
+//! The writer also runs on the same rows as Debezium `json-with-schema`
+//! change events (a decimal and a timestamp typed by their Connect schema,
+//! converted on the way), into a table of its own.
+//!
 //! The writer and the JSON design run twice over the same N keys: into an
 //! empty table (every row new) and again with changed values (every row an
 //! update). Records are built outside the timed parts (the runtime hands
@@ -27,8 +31,11 @@
 
 use std::fmt::Write as _;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
@@ -37,8 +44,8 @@ use tributary_api::sink::postgres::PostgresSink;
 use tributary_testkit::{Endpoints, unique_name};
 use tributary_worker::config::SecretResolver;
 use tributary_worker::record::Record;
-use tributary_worker::sink::SinkWriter;
 use tributary_worker::sink::postgres::{PostgresSinkConfig, PostgresWriter};
+use tributary_worker::sink::{ConnectSchemas, SinkWriter};
 
 const BATCH: usize = 1000;
 const COLUMNS: &str = "id, user_id, product_id, stars, region, comment, score, created_ms";
@@ -69,6 +76,53 @@ fn records(start: usize, end: usize, version: usize) -> Vec<Record> {
             key: Some(json!({"id": id})),
             value: Some(value(id, version)),
             headers: Vec::new(),
+        })
+        .collect()
+}
+
+/// The Connect schema of the Debezium-typed records: `score` a
+/// `Decimal(8,1)`, `created` an `io.debezium.time.Timestamp`.
+fn typed_schemas() -> ConnectSchemas {
+    let field = |name: &str, type_: &str| json!({"field": name, "type": type_, "optional": true});
+    let after = json!({"type": "struct", "optional": true, "fields": [
+        field("id", "int64"), field("user_id", "int64"), field("product_id", "int64"),
+        field("stars", "int32"), field("region", "string"), field("comment", "string"),
+        {"field": "score", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+         "parameters": {"scale": "1", "connect.decimal.precision": "8"}},
+        {"field": "created", "type": "int64", "optional": true, "name": "io.debezium.time.Timestamp"}]});
+    ConnectSchemas {
+        key: Some(Arc::new(
+            json!({"type": "struct", "fields": [field("id", "int64")]}),
+        )),
+        value: Some(Arc::new(json!({"type": "struct", "fields": [
+            {"field": "before", "type": "struct", "optional": true, "fields": after["fields"]},
+            {"field": "after", "type": "struct", "optional": true, "fields": after["fields"]},
+            field("op", "string"), field("ts_ms", "int64")]}))),
+    }
+}
+
+/// Debezium change events (`c`, then `u`) of the same rows, as
+/// json-with-schema decodes them: the envelope's payload.
+fn typed_records(start: usize, end: usize, version: usize) -> Vec<Record> {
+    (start..end)
+        .map(|id| {
+            let mut row = value(id, version);
+            let score = row["score"].as_f64().unwrap();
+            #[allow(clippy::cast_possible_truncation)] // tenths of at most ~1,100
+            let unscaled = (score * 10.0).round() as i64;
+            row["score"] = json!(BASE64.encode(num_bigint::BigInt::from(unscaled).to_signed_bytes_be()));
+            row["created"] = row["created_ms"].take();
+            row.as_object_mut().unwrap().remove("created_ms");
+            let op = if version == 0 { "c" } else { "u" };
+            Record {
+                topic: "bench.public.typed_ratings".into(),
+                partition: 0,
+                offset: id as i64,
+                timestamp_ms: None,
+                key: Some(json!({"id": id})),
+                value: Some(json!({"before": null, "after": row, "op": op, "ts_ms": 1})),
+                headers: Vec::new(),
+            }
         })
         .collect()
 }
@@ -168,6 +222,29 @@ async fn main() {
             assert!(outcome.rejected.is_empty(), "{outcome:?}");
         }
     }
+    // 1b. The writer on Debezium json-with-schema: columns typed and values
+    // converted from the Connect schema (numeric(8,1), timestamp).
+    let schemas = vec![typed_schemas(); BATCH];
+    let mut typed_secs = [0.0; 2];
+    for (phase, secs) in typed_secs.iter_mut().enumerate() {
+        for start in (0..n).step_by(BATCH) {
+            let batch = typed_records(start, (start + BATCH).min(n), phase);
+            let t = Instant::now();
+            let outcome = writer.write_typed(&batch, &schemas).await.unwrap();
+            *secs += t.elapsed().as_secs_f64();
+            assert!(outcome.rejected.is_empty(), "{outcome:?}");
+        }
+    }
+    let typed_columns: String = db
+        .query_one(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attname) FROM pg_attribute \
+             WHERE attrelid = 'typed_ratings'::regclass AND attname IN ('score', 'created')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(typed_columns, "timestamp without time zone,numeric(8,1)");
     let writer_rss = peak_rss_mib();
     let count: i64 = db
         .query_one("SELECT count(*) FROM ratings", &[])
@@ -280,32 +357,39 @@ async fn main() {
 
     println!();
     println!(
-        "{:<52} {}",
+        "{:<60} {}",
         "raw COPY, one stream, empty table (the limit)",
         rate(n, copy_secs)
     );
     println!(
-        "{:<52} {}",
+        "{:<60} {}",
         format!("raw COPY, a commit per {BATCH} rows, empty table"),
         rate(n, batch_copy_secs)
     );
     for (phase, label) in ["new rows", "every row updated"].iter().enumerate() {
         println!(
-            "{:<52} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
+            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
             format!("PostgresWriter upsert, {label}"),
             rate(n, writer_secs[phase]),
             100.0 * copy_secs / writer_secs[phase],
             100.0 * batch_copy_secs / writer_secs[phase]
         );
         println!(
-            "{:<52} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
+            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
+            format!("PostgresWriter, Debezium json-with-schema, {label}"),
+            rate(n, typed_secs[phase]),
+            100.0 * copy_secs / typed_secs[phase],
+            100.0 * batch_copy_secs / typed_secs[phase]
+        );
+        println!(
+            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
             format!("json_populate_recordset upsert, {label}"),
             rate(n, json_secs[phase]),
             100.0 * copy_secs / json_secs[phase],
             100.0 * batch_copy_secs / json_secs[phase]
         );
         println!(
-            "{:<52} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
+            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
             format!("staging COPY + merge upsert, {label}"),
             rate(n, staged_secs[phase]),
             100.0 * copy_secs / staged_secs[phase],

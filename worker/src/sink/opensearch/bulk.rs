@@ -17,7 +17,7 @@
 //! retryable (every action is idempotent, so writing it again is safe);
 //! any other item error (a mapping or parsing error) refuses that record.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tributary_api::sink::opensearch::{
     DebeziumEnvelope, DocumentId, OpenSearchSink, TombstoneBehavior, WriteMode,
@@ -51,6 +51,7 @@ pub fn build(spec: &OpenSearchSink, batch: &[Record]) -> BulkRequest {
         body: Vec::with_capacity(batch.len() * 256),
         ..BulkRequest::default()
     };
+    let (mut last_topic, mut topic_index): (Option<String>, String) = (None, String::new());
     for (index, record) in batch.iter().enumerate() {
         let reject = |class: &str, message: String| Rejected {
             index,
@@ -75,7 +76,12 @@ pub fn build(spec: &OpenSearchSink, batch: &[Record]) -> BulkRequest {
             }
             (_, id) => id.unwrap_or_else(|| offset_id(record)),
         };
-        let index_name = spec.index.clone().unwrap_or_else(|| record.topic.to_lowercase());
+        // Index names repeat within a batch: lower-case each topic once.
+        if spec.index.is_none() && last_topic.as_deref() != Some(record.topic.as_str()) {
+            topic_index = record.topic.to_lowercase();
+            last_topic = Some(record.topic.clone());
+        }
+        let index_name = spec.index.as_deref().unwrap_or(&topic_index);
         let routing_source = match &operation {
             Operation::Write(document) => Some(*document),
             Operation::Delete(before) => before.and_then(Value::as_object),
@@ -86,40 +92,92 @@ pub fn build(spec: &OpenSearchSink, batch: &[Record]) -> BulkRequest {
             .as_ref()
             .and_then(|field| routing_source.and_then(|d| d.get(field)))
             .and_then(scalar_text);
-        let mut meta = Map::new();
-        meta.insert("_index".to_owned(), Value::String(index_name));
-        meta.insert("_id".to_owned(), Value::String(id));
-        if let Some(routing) = routing {
-            meta.insert("routing".to_owned(), Value::String(routing));
-        }
-        let lines: [Option<Value>; 2] = match operation {
+        let meta = Meta {
+            index: index_name,
+            id: &id,
+            routing: routing.as_deref(),
+            retry_on_conflict: None,
+        };
+        // Serialising into a Vec cannot fail; the document is written from
+        // the decoded record as it is (no copy).
+        let body = &mut request.body;
+        match operation {
             Operation::Write(document) if spec.write_mode == WriteMode::Upsert => {
-                meta.insert("retry_on_conflict".to_owned(), Value::from(3));
-                [
-                    Some(single("update", meta)),
-                    Some(serde_json::json!({"doc": document, "doc_as_upsert": true})),
-                ]
+                let meta = Meta {
+                    retry_on_conflict: Some(3),
+                    ..meta
+                };
+                let _ = serde_json::to_writer(
+                    &mut *body,
+                    &Action {
+                        update: Some(meta),
+                        ..Action::default()
+                    },
+                );
+                body.push(b'\n');
+                let _ = serde_json::to_writer(
+                    &mut *body,
+                    &UpsertDoc {
+                        doc: document,
+                        doc_as_upsert: true,
+                    },
+                );
             }
             Operation::Write(document) => {
-                [Some(single("index", meta)), Some(Value::Object(document.clone()))]
+                let _ = serde_json::to_writer(
+                    &mut *body,
+                    &Action {
+                        index: Some(meta),
+                        ..Action::default()
+                    },
+                );
+                body.push(b'\n');
+                let _ = serde_json::to_writer(&mut *body, document);
             }
-            Operation::Delete(_) => [Some(single("delete", meta)), None],
+            Operation::Delete(_) => {
+                let _ = serde_json::to_writer(
+                    &mut *body,
+                    &Action {
+                        delete: Some(meta),
+                        ..Action::default()
+                    },
+                );
+            }
             Operation::Skip => continue,
-        };
-        for line in lines.into_iter().flatten() {
-            // Serialising a Value into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut request.body, &line);
-            request.body.push(b'\n');
         }
+        body.push(b'\n');
         request.actions.push(index);
     }
     request
 }
 
-fn single(name: &str, meta: Map<String, Value>) -> Value {
-    let mut action = Map::new();
-    action.insert(name.to_owned(), Value::Object(meta));
-    Value::Object(action)
+/// The action line: exactly one of the operations is set.
+#[derive(Serialize, Default)]
+struct Action<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<Meta<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update: Option<Meta<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete: Option<Meta<'a>>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Meta<'a> {
+    #[serde(rename = "_index")]
+    index: &'a str,
+    #[serde(rename = "_id")]
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_on_conflict: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct UpsertDoc<'a> {
+    doc: &'a Map<String, Value>,
+    doc_as_upsert: bool,
 }
 
 type Refusal = (&'static str, String);
