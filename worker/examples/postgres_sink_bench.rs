@@ -367,34 +367,20 @@ async fn main() {
         rate(n, batch_copy_secs)
     );
     for (phase, label) in ["new rows", "every row updated"].iter().enumerate() {
-        println!(
-            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
-            format!("PostgresWriter upsert, {label}"),
-            rate(n, writer_secs[phase]),
-            100.0 * copy_secs / writer_secs[phase],
-            100.0 * batch_copy_secs / writer_secs[phase]
-        );
-        println!(
-            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
-            format!("PostgresWriter, Debezium json-with-schema, {label}"),
-            rate(n, typed_secs[phase]),
-            100.0 * copy_secs / typed_secs[phase],
-            100.0 * batch_copy_secs / typed_secs[phase]
-        );
-        println!(
-            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
-            format!("json_populate_recordset upsert, {label}"),
-            rate(n, json_secs[phase]),
-            100.0 * copy_secs / json_secs[phase],
-            100.0 * batch_copy_secs / json_secs[phase]
-        );
-        println!(
-            "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
-            format!("staging COPY + merge upsert, {label}"),
-            rate(n, staged_secs[phase]),
-            100.0 * copy_secs / staged_secs[phase],
-            100.0 * batch_copy_secs / staged_secs[phase]
-        );
+        for (design, secs) in [
+            ("PostgresWriter upsert", writer_secs[phase]),
+            ("PostgresWriter, Debezium json-with-schema", typed_secs[phase]),
+            ("json_populate_recordset upsert", json_secs[phase]),
+            ("staging COPY + merge upsert", staged_secs[phase]),
+        ] {
+            println!(
+                "{:<60} {}  = {:.0} % of COPY, {:.0} % of COPY per batch",
+                format!("{design}, {label}"),
+                rate(n, secs),
+                100.0 * copy_secs / secs,
+                100.0 * batch_copy_secs / secs
+            );
+        }
     }
     println!("peak RSS of this process through the writer phases: {writer_rss:.1} MiB");
 

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tributary_api::SecretKeyRef;
+use tributary_api::sink::SinkTls;
 use tributary_api::sink::http::{HttpHeader, HttpMethod, HttpMode, HttpPayload, HttpSink};
 use tributary_testkit::unique_name;
 use tributary_worker::config::SecretResolver;
@@ -67,9 +68,118 @@ impl Receiver {
         (receiver, addr)
     }
 
+    /// Serves HTTPS with `identity` on a free loopback port; answers 200.
+    async fn start_https(identity: native_tls::Identity) -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let app = Router::new().fallback(handle).with_state(receiver.clone());
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+        let listener = TlsListener {
+            tcp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            acceptor: acceptor.into(),
+        };
+        let addr = listener.tcp.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, addr)
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// TCP + TLS handshake, as axum's listener (a failed handshake — a client
+/// refusing our certificate — is skipped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_native_tls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_native_tls::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A private CA and two certificates it signed, made with the `openssl`
+/// command in `dir`: the server's (for 127.0.0.1) and a client's. Returns
+/// the CA's PEM and the server identity.
+fn private_pki(dir: &std::path::Path) -> (String, native_tls::Identity) {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tributary test CA",
+    ]);
+    for name in ["server", "client"] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ]);
+    }
+    let read = |file: &str| std::fs::read(dir.join(file)).unwrap();
+    let identity = native_tls::Identity::from_pkcs8(&read("server.pem"), &read("server.key")).unwrap();
+    (String::from_utf8(read("ca.pem")).unwrap(), identity)
 }
 
 async fn handle(
@@ -393,6 +503,82 @@ async fn a_secret_header_is_sent_but_never_logged() {
     assert!(text.contains("writer built"), "{text}");
     assert!(!text.contains(&secret), "the secret leaked into the logs: {text}");
     assert!(!error.to_string().contains(&secret));
+}
+
+/// HTTPS to a webhook whose certificate a private CA signed: refused with
+/// the system trust store alone (retryable, nothing sent), written with the
+/// CA from a Secret (`tls.caSecretRef`, a client certificate beside it) or
+/// with verification off; material that is not PEM is refused at load,
+/// naming the field.
+#[tokio::test]
+async fn https_to_a_webhook_signed_by_a_private_ca() {
+    let dir = std::env::temp_dir().join(unique_name("tributary-https"));
+    std::fs::create_dir_all(dir.join("pki")).unwrap();
+    let (ca, identity) = private_pki(&dir.join("pki"));
+    let secret = |key: &str, text: &str| {
+        std::fs::create_dir_all(dir.join("hook-tls")).unwrap();
+        std::fs::write(dir.join("hook-tls").join(key), text).unwrap();
+        Some(SecretKeyRef {
+            name: "hook-tls".into(),
+            key: key.into(),
+        })
+    };
+    let read = |file: &str| std::fs::read_to_string(dir.join("pki").join(file)).unwrap();
+    let resolver = SecretResolver {
+        dir: Some(dir.clone()),
+    };
+    let (receiver, addr) = Receiver::start_https(identity).await;
+    let https = |tls: Option<SinkTls>| {
+        HttpWriter::new(
+            HttpSinkConfig::new(
+                HttpSink {
+                    url: format!("https://127.0.0.1:{}/hook", addr.port()),
+                    tls,
+                    ..HttpSink::default()
+                },
+                &resolver,
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+
+    let error = https(None).write(&[rating(1)]).await.unwrap_err();
+    assert!(matches!(error, SinkError::Retryable { .. }), "{error:?}");
+    assert!(receiver.seen().is_empty(), "nothing passes an unverified server");
+
+    let trusted = SinkTls {
+        ca_secret_ref: secret("ca", &ca),
+        client_cert_secret_ref: secret("cert", &read("client.pem")),
+        client_key_secret_ref: secret("key", &read("client.key")),
+        ..SinkTls::default()
+    };
+    let outcome = https(Some(trusted)).write(&[rating(2)]).await.unwrap();
+    assert!(outcome.rejected.is_empty());
+    let insecure = SinkTls {
+        insecure_skip_verify: true,
+        ..SinkTls::default()
+    };
+    https(Some(insecure)).write(&[rating(3)]).await.unwrap();
+    let ids: Vec<Value> = receiver.seen().iter().map(|s| s.body[0]["id"].clone()).collect();
+    assert_eq!(ids, [json!(2), json!(3)]);
+
+    let not_pem = SinkTls {
+        ca_secret_ref: secret("garbage", "not a certificate"),
+        ..SinkTls::default()
+    };
+    let error = HttpSinkConfig::new(
+        HttpSink {
+            url: "https://127.0.0.1:1/".into(),
+            tls: Some(not_pem),
+            ..HttpSink::default()
+        },
+        &resolver,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.starts_with("spec.sink.http.tls.caSecretRef: "), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The receiver as a sink target.

@@ -48,6 +48,10 @@ pub struct HttpSink {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: u32,
+    /// TLS for an `https://` URL: a CA to trust, a client certificate,
+    /// from Secrets. Absent: the system trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::SinkTls>,
 }
 
 impl Default for HttpSink {
@@ -59,6 +63,7 @@ impl Default for HttpSink {
             payload: HttpPayload::default(),
             headers: Vec::new(),
             timeout_seconds: default_timeout_seconds(),
+            tls: None,
         }
     }
 }

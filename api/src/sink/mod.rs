@@ -15,6 +15,8 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::common::SecretKeyRef;
+
 pub use self::http::HttpSink;
 pub use self::opensearch::OpenSearchSink;
 pub use self::postgres::PostgresSink;
@@ -48,6 +50,29 @@ pub struct SinkSpec {
     /// An HTTP endpoint (webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSink>,
+}
+
+/// TLS to an HTTPS target (OpenSearch, a webhook). All material comes from
+/// Secrets, as PEM. Absent: the system trust store, no client certificate.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.clientCertSecretRef) == has(self.clientKeySecretRef)").message("tls.clientCertSecretRef and tls.clientKeySecretRef must be set together"))]
+#[x_kube(validation = Rule::new("!(has(self.caSecretRef) && has(self.insecureSkipVerify) && self.insecureSkipVerify)").message("tls.caSecretRef and tls.insecureSkipVerify are mutually exclusive"))]
+pub struct SinkTls {
+    /// PEM CA bundle the server's certificate may chain to, trusted beside
+    /// the system trust store (e.g. a cluster's own CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// PEM client certificate for mutual TLS (requires `clientKeySecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<SecretKeyRef>,
+    /// PEM private key of the client certificate, PKCS#8 (`BEGIN PRIVATE
+    /// KEY`; requires `clientCertSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_secret_ref: Option<SecretKeyRef>,
+    /// Accept any server certificate. For development only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// Where a partition without a committed offset starts.

@@ -60,6 +60,10 @@ pub struct OpenSearchSink {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub request_timeout_seconds: u32,
+    /// TLS for an `https://` URL: a CA to trust, a client certificate,
+    /// from Secrets. Absent: the system trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::SinkTls>,
 }
 
 fn default_timeout_seconds() -> u32 {

@@ -28,6 +28,7 @@ pub use self::secrets::{SecretError, SecretResolver};
 use crate::sink::http::{HttpSinkConfig, HttpSinkError};
 use crate::sink::opensearch::OpenSearchConfig;
 use crate::sink::postgres::{PostgresSinkConfig, PostgresSinkError};
+use crate::sink::tls::{TlsError, TlsMaterial};
 use crate::transform::{TransformChain, TransformConfigError};
 
 /// Everything a worker needs to run its connector.
@@ -432,9 +433,15 @@ fn validate_sink(
                     )
                 })
                 .transpose()?;
+            let tls = TlsMaterial::resolve(&format!("{field}.tls"), opensearch.tls.as_ref(), secrets)
+                .map_err(|e| match e {
+                    TlsError::Secret(e) => ConfigError::Secret(e),
+                    TlsError::Invalid { field, message } => ConfigError::Invalid { field, message },
+                })?;
             Target::OpenSearch(OpenSearchConfig {
                 spec: opensearch.clone(),
                 password,
+                tls,
             })
         }
         (None, Some(postgres), None) => Target::Postgres(

@@ -82,6 +82,7 @@ pub mod http;
 pub mod opensearch;
 pub mod postgres;
 pub mod runtime;
+pub mod tls;
 
 use crate::config::Target;
 

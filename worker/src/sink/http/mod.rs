@@ -29,6 +29,7 @@ use tributary_api::sink::http::{HttpMethod, HttpMode, HttpPayload, HttpSink};
 
 use crate::config::secrets::{SecretError, SecretResolver};
 use crate::record::Record;
+use crate::sink::tls::{TlsError, TlsMaterial};
 use crate::sink::{Rejected, SinkError, SinkWriter, WriteOutcome};
 
 /// An HTTP sink block, validated, with its header secrets resolved.
@@ -39,6 +40,8 @@ pub struct HttpSinkConfig {
     url: Url,
     /// Every header to send (secret values marked sensitive).
     headers: HeaderMap,
+    /// `tls`, parsed.
+    tls: TlsMaterial,
 }
 
 impl std::fmt::Debug for HttpSinkConfig {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for HttpSinkConfig {
         f.debug_struct("HttpSinkConfig")
             .field("spec", &self.spec)
             .field("headers", &self.headers)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -116,7 +120,20 @@ impl HttpSinkConfig {
             };
             headers.append(name, value);
         }
-        Ok(Self { spec, url, headers })
+        let tls =
+            TlsMaterial::resolve("spec.sink.http.tls", spec.tls.as_ref(), secrets).map_err(|e| match e {
+                TlsError::Secret(e) => HttpSinkError::Secret(e),
+                TlsError::Invalid { field, message } => HttpSinkError::Invalid {
+                    field: field.trim_start_matches("spec.sink.http.").to_owned(),
+                    message,
+                },
+            })?;
+        Ok(Self {
+            spec,
+            url,
+            headers,
+            tls,
+        })
     }
 
     /// The host the records go to (safe to log, unlike the full URL).
@@ -141,7 +158,9 @@ enum Answer {
 impl HttpWriter {
     /// A writer with its own connection pool.
     pub fn new(config: HttpSinkConfig) -> Result<Self, SinkError> {
-        let client = reqwest::Client::builder()
+        let client = config
+            .tls
+            .apply(reqwest::Client::builder())
             .default_headers(config.headers.clone())
             .timeout(Duration::from_secs(u64::from(config.spec.timeout_seconds)))
             .connect_timeout(Duration::from_secs(10))

@@ -28,6 +28,7 @@ use tributary_api::sink::OpenSearchSink;
 
 use self::bulk::{BulkResponse, Verdict};
 use crate::record::Record;
+use crate::sink::tls::TlsMaterial;
 use crate::sink::{SinkError, SinkWriter, WriteOutcome};
 
 /// An OpenSearch sink with its password resolved.
@@ -37,6 +38,8 @@ pub struct OpenSearchConfig {
     pub spec: OpenSearchSink,
     /// The basic-auth password (never logged: `Debug` redacts it).
     pub password: Option<String>,
+    /// `tls`, parsed.
+    pub tls: TlsMaterial,
 }
 
 impl std::fmt::Debug for OpenSearchConfig {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for OpenSearchConfig {
         f.debug_struct("OpenSearchConfig")
             .field("spec", &self.spec)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -59,7 +63,9 @@ pub struct OpenSearchWriter {
 impl OpenSearchWriter {
     /// A writer for `config`.
     pub fn new(config: OpenSearchConfig) -> Result<Self, SinkError> {
-        let client = reqwest::Client::builder()
+        let client = config
+            .tls
+            .apply(reqwest::Client::builder())
             .timeout(Duration::from_secs(u64::from(
                 config.spec.request_timeout_seconds,
             )))
