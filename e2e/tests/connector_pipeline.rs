@@ -23,7 +23,7 @@ fn source_yaml(topic: &str, state: &str) -> String {
     )
 }
 
-fn sink_yaml(topic: &str, opensearch: &str) -> String {
+fn sink_yaml(topic: &str, opensearch: &str, state: &str) -> String {
     format!(
         r"
 apiVersion: tributary.dev/v1alpha1
@@ -31,6 +31,7 @@ kind: Connector
 metadata:
   name: ratings-search
 spec:
+  state: {state}
   replicas: 2
   sink:
     topics: [{topic}]
@@ -56,6 +57,14 @@ async fn documents(opensearch: &str, index: &str) -> i64 {
     }
 }
 
+async fn refreshed_documents(opensearch: &str, index: &str) -> i64 {
+    let _ = reqwest::Client::new()
+        .post(format!("{opensearch}/{index}/_refresh"))
+        .send()
+        .await;
+    documents(opensearch, index).await
+}
+
 fn status_of(connector: &Connector) -> &tributary_api::WorkloadStatus {
     connector.status.as_ref().unwrap()
 }
@@ -73,7 +82,10 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
     let topic = unique_name("ratings");
     let opensearch = harness.endpoints.opensearch_url.clone();
     harness.apply(&source_yaml(&topic, "Running")).await.unwrap();
-    harness.apply(&sink_yaml(&topic, &opensearch)).await.unwrap();
+    harness
+        .apply(&sink_yaml(&topic, &opensearch, "Running"))
+        .await
+        .unwrap();
 
     // Records arrive in OpenSearch; both connectors are Ready and streaming.
     eventually("documents in OpenSearch", WAIT, || async {
@@ -100,6 +112,53 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
         })
         .await;
 
+    // Paused: the same worker processes stay up and stop writing; Running resumes.
+    let pids = |kubelet: &Kubelet| {
+        let mut pids: Vec<u32> = kubelet
+            .processes()
+            .iter()
+            .filter(|p| p.pod.starts_with("ratings-search-connector"))
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let before = pids(&kubelet);
+    harness
+        .apply(&sink_yaml(&topic, &opensearch, "Paused"))
+        .await
+        .unwrap();
+    harness
+        .wait_for::<Connector>("ratings-search", "Ready: Paused", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.observed_generation == c.metadata.generation
+                    && s.conditions
+                        .iter()
+                        .any(|x| x.type_ == "Ready" && x.status == "True" && x.reason == "Paused")
+            })
+        })
+        .await;
+    // Both workers' last batches land and become searchable first (each
+    // worker reports on its own; the status shows the latest report).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let paused_at = refreshed_documents(&opensearch, &topic).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        refreshed_documents(&opensearch, &topic).await,
+        paused_at,
+        "nothing written while paused"
+    );
+    assert_eq!(pids(&kubelet), before, "pausing keeps the worker processes");
+    harness
+        .apply(&sink_yaml(&topic, &opensearch, "Running"))
+        .await
+        .unwrap();
+    eventually("writes resume", WAIT, || async {
+        Ok((documents(&opensearch, &topic).await > paused_at).then_some(()))
+    })
+    .await
+    .unwrap();
+
     // kill -9 a sink worker: the restart shows in status and nothing is lost.
     let victim = kubelet
         .processes()
@@ -122,15 +181,15 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
                 .is_some_and(|s| s.desired_replicas == 0 && s.replicas == 0)
         })
         .await;
-    let sink = harness
-        .wait_for::<Connector>("ratings-search", "lag 0", |c| {
+    harness
+        .wait_for::<Connector>("ratings-search", "lag 0 and Ready", |c| {
             c.status
                 .as_ref()
                 .and_then(|s| s.lag.as_ref())
                 .is_some_and(|l| l.records == Some(0))
+                && tributary_api::HasConditions::is_ready(c)
         })
         .await;
-    assert!(tributary_api::HasConditions::is_ready(&sink));
     let bootstrap = harness.endpoints.kafka_bootstrap.clone();
     let produced = {
         let topic = topic.clone();
@@ -140,11 +199,7 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
     };
     assert!(produced > 100);
     eventually("every record is a document", WAIT, || async {
-        let _ = reqwest::Client::new()
-            .post(format!("{opensearch}/{topic}/_refresh"))
-            .send()
-            .await;
-        Ok((documents(&opensearch, &topic).await == produced).then_some(()))
+        Ok((refreshed_documents(&opensearch, &topic).await == produced).then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nproduced {produced}\n{}", kubelet.all_logs()));

@@ -13,6 +13,7 @@ pub mod config;
 pub mod debezium;
 pub mod delivery;
 pub mod format;
+pub mod lifecycle;
 pub mod record;
 pub mod runner;
 pub mod sink;

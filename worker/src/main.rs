@@ -15,12 +15,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use pg_walstream::CancellationToken;
+use std::sync::Arc;
 use tributary_worker::config::{self, LoadOptions, Role, SecretResolver, Source};
 use tributary_worker::delivery::{self, PipelineSettings};
+
+use tributary_api::DesiredState;
+use tributary_worker::lifecycle;
 use tributary_worker::runner::{self, Outcome, RunSettings};
 use tributary_worker::source::postgres;
 use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC, StateTopic};
 use tributary_worker::stream;
+use tributary_worker::telemetry::{self, Telemetry};
 
 /// Command line of the worker.
 #[derive(Debug, Parser)]
@@ -169,6 +174,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 http_addr,
                 status_interval: Duration::from_secs(status_interval_seconds.max(1)),
                 worker_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "standalone".to_owned()),
+                telemetry: None,
             };
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -178,12 +184,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 tracing::info!("stopped");
                 return Ok(ExitCode::SUCCESS);
             }
-            let config = config.load()?;
-            tracing::info!(connector = %config.id, version = tributary_worker::VERSION, "starting");
-            match runner::run(&config, &settings, shutdown).await? {
-                Outcome::Stopped => tracing::info!("stopped"),
-                Outcome::Completed => tracing::info!("completed"),
-            }
+            let loaded = config.load()?;
+            tracing::info!(connector = %loaded.id, version = tributary_worker::VERSION, "starting");
+            run_connector(&config, loaded, settings, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
@@ -227,6 +230,80 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Runs a connector until stopped or completed, following `spec.state` in
+/// its config files: not `Running` → the run stops (everything acknowledged
+/// is committed) and the worker waits, still serving its health endpoint,
+/// until `Running` again, then reloads the config and runs again.
+async fn run_connector(
+    args: &ConfigArgs,
+    mut config: config::WorkerConfig,
+    settings: RunSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let telemetry = Arc::new(Telemetry::default());
+    if let Some(addr) = settings.http_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        drop(listener); // bound once to report a clear error early
+        let served = Arc::clone(&telemetry);
+        tokio::spawn(async move {
+            if let Err(error) = telemetry::serve(addr, served).await {
+                tracing::error!(%error, "telemetry endpoint stopped");
+            }
+        });
+    }
+    let settings = RunSettings {
+        http_addr: None,
+        telemetry: Some(Arc::clone(&telemetry)),
+        ..settings
+    };
+    let mut desired = lifecycle::follow(args.files.clone(), STATE_POLL);
+    loop {
+        if *desired.borrow() != DesiredState::Running {
+            telemetry.set_state("Paused");
+            runner::report_state(&config, &settings, "Paused").await;
+            tracing::info!("paused (spec.state)");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                changed = desired.wait_for(|s| *s == DesiredState::Running) => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            tracing::info!("resuming (spec.state: Running)");
+            config = args.load()?;
+            continue;
+        }
+        let run = shutdown.child_token();
+        let pause = {
+            let (run, mut desired) = (run.clone(), desired.clone());
+            tokio::spawn(async move {
+                if desired.wait_for(|s| *s != DesiredState::Running).await.is_ok() {
+                    run.cancel();
+                }
+            })
+        };
+        let outcome = runner::run(&config, &settings, run).await;
+        pause.abort();
+        match outcome? {
+            Outcome::Completed => {
+                tracing::info!("completed");
+                return Ok(());
+            }
+            Outcome::Stopped if shutdown.is_cancelled() => {
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            Outcome::Stopped => {} // paused: loop
+        }
+    }
+}
+
+/// How often `spec.state` is re-read from the mounted config.
+const STATE_POLL: Duration = Duration::from_secs(2);
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     let terminate = async {

@@ -30,6 +30,9 @@ pub struct RunSettings {
     pub status_interval: Duration,
     /// Name of this worker instance in status records.
     pub worker_name: String,
+    /// Telemetry shared across runs of one process (a paused and resumed
+    /// connector keeps its endpoint and counters); `None`: a fresh one.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The run failed.
@@ -76,7 +79,7 @@ pub async fn run(
     settings: &RunSettings,
     shutdown: CancellationToken,
 ) -> Result<Outcome, RunError> {
-    let telemetry = Arc::new(Telemetry::default());
+    let telemetry = settings.telemetry.clone().unwrap_or_default();
     if let Some(addr) = settings.http_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -240,6 +243,30 @@ async fn run_postgres(
             }
             Err(error) => return Err(error.into()),
         }
+    }
+}
+
+/// Writes `state` as this worker's status (best effort: a failure is
+/// logged), e.g. `Paused` while `spec.state` holds it.
+pub async fn report_state(config: &WorkerConfig, settings: &RunSettings, state: &str) {
+    let telemetry = settings.telemetry.clone().unwrap_or_default();
+    let status = snapshot_status(
+        &telemetry,
+        settings,
+        state,
+        None,
+        matches!(config.role, Role::Sink(_)),
+    );
+    let topic = StateTopic::new(config.kafka.clone(), &settings.status_topic);
+    let written = match delivery::producer(&config.kafka, &PipelineSettings::default()) {
+        Ok(producer) => topic
+            .write(&producer, &config.id, &status)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = written {
+        tracing::warn!(%error, state, "could not write status");
     }
 }
 
