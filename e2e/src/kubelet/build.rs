@@ -5,8 +5,9 @@
 //! need it) but not `tributary-operator`, and `cargo test -p tributary-e2e`
 //! builds neither; a stale binary would silently test old code. So before
 //! the first pod runs, the harness compares each binary with the newest
-//! source file of the workspace and, if one is stale, runs `cargo build` of all,
-//! into the target directory the test executable itself lives in.
+//! source file of the workspace and, if one is stale, runs `cargo build
+//! --workspace --all-targets` into the target directory the test executable
+//! lives in.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,11 +67,10 @@ pub(crate) async fn ensure_built(binaries: &BTreeMap<String, PathBuf>) -> Result
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    // Always all of them, so the feature set (and the cached build) is the
-    // same whichever binary is stale.
-    for (name, _) in &workspace {
-        command.args(["-p", name, "--bin", name]);
-    }
+    // The same targets as CI's `cargo test --workspace --all-targets`: the
+    // same cargo feature set, so every dependency is shared with the test
+    // build and usually only the binaries themselves are linked.
+    command.args(["--workspace", "--all-targets"]);
     match profile.as_str() {
         "debug" => {}
         "release" => {

@@ -394,8 +394,9 @@ impl Inner {
         let inner = Arc::downgrade(self);
         let task_ctx = ctx.clone();
         let task_key = key.clone();
+        let gate = recreate_gate(Arc::downgrade(self), ctx.clone());
         let task = tokio::spawn(async move {
-            pod::run(task_ctx.clone()).await;
+            pod::run(task_ctx.clone(), gate).await;
             if let Some(inner) = inner.upgrade() {
                 let mut pods = inner.pods();
                 if pods.get(&task_key).is_some_and(|h| h.ctx.uid == task_ctx.uid) {
@@ -432,6 +433,74 @@ impl Inner {
                 handle.terminate(grace);
             }
         }
+    }
+}
+
+/// The Deployment that owns `pod` through a `ReplicaSet` named
+/// `<deployment>-<pod-template-hash>`.
+fn owning_deployment(pod: &Pod) -> Option<String> {
+    let hash = pod.labels().get("pod-template-hash")?;
+    let replica_set = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "ReplicaSet" && o.controller == Some(true))?;
+    replica_set
+        .name
+        .strip_suffix(hash.as_str())
+        .and_then(|n| n.strip_suffix('-'))
+        .map(str::to_owned)
+}
+
+/// Waits, for a pod of a Deployment with strategy `Recreate`, until no
+/// process of the Deployment's pods of other revisions runs any more.
+///
+/// A real kubelet keeps a deleted pod until its containers stopped, and the
+/// Deployment controller creates the new pods of a `Recreate` rollout only
+/// then; kwok removes deleted pods at once, so without this gate the new
+/// process (say, a CDC source on the same replication slot) would start
+/// while the old one is still in its grace period.
+async fn recreate_gate(inner: std::sync::Weak<Inner>, ctx: Arc<pod::PodContext>) {
+    let pod = ctx.pod.borrow().clone();
+    let (Some(deployment), Some(hash)) = (owning_deployment(&pod), pod.labels().get("pod-template-hash"))
+    else {
+        return;
+    };
+    let Some(client) = inner.upgrade().map(|i| i.client.clone()) else {
+        return;
+    };
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, &ctx.namespace);
+    let recreate = match api.get_opt(&deployment).await {
+        Ok(found) => found
+            .and_then(|d| d.spec)
+            .and_then(|s| s.strategy)
+            .and_then(|s| s.type_)
+            .is_some_and(|t| t == "Recreate"),
+        Err(error) => {
+            tracing::warn!(%deployment, %error, "cannot read the pod's Deployment");
+            false
+        }
+    };
+    if !recreate {
+        return;
+    }
+    loop {
+        let waiting = {
+            let Some(inner) = inner.upgrade() else { return };
+            let pods = inner.pods();
+            // Pods of earlier revisions only: a ReplicaSet replaces its own
+            // deleted pods at once on a real cluster too.
+            pods.values().any(|other| {
+                let other_pod = other.pod_tx.borrow();
+                other.ctx.namespace == ctx.namespace
+                    && other_pod.labels().get("pod-template-hash") != Some(hash)
+                    && owning_deployment(&other_pod).as_deref() == Some(deployment.as_str())
+                    && !other.task.is_finished()
+            })
+        };
+        if !waiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -623,11 +692,15 @@ impl Drop for Kubelet {
             watcher.abort();
         }
         let handles: Vec<PodHandle> = self.inner.pods().drain().map(|(_, h)| h).collect();
-        let pids: Vec<u32> = handles.iter().flat_map(|h| h.ctx.pids()).collect();
-        process::signal_now(&pids, "KILL");
+        // Terminating first, so no container task takes the kill below for
+        // a crash and restarts; a process started meanwhile dies with its
+        // aborted task (kill_on_drop).
         for handle in &handles {
+            handle.terminate(Duration::ZERO);
             handle.task.abort();
         }
+        let pids: Vec<u32> = handles.iter().flat_map(|h| h.ctx.pids()).collect();
+        process::signal_now(&pids, "KILL");
         // Volumes hold Secret values: remove them; logs stay for post-mortems.
         let pod_files = self.inner.config.work_dir.join("pods");
         if let Err(error) = std::fs::remove_dir_all(&pod_files)

@@ -231,11 +231,21 @@ impl PodContext {
 
 /// Runs the pod until it is terminated; then removes its files and (if kwok
 /// has not already) the pod object, as kubelet finishes a deletion.
-pub(crate) async fn run(ctx: Arc<PodContext>) {
+///
+/// Containers start once `gate` is done (see [`super::Inner::recreate_gate`]).
+pub(crate) async fn run(ctx: Arc<PodContext>, gate: impl Future<Output = ()>) {
     ctx.dirty.notify_one();
     let mut tasks = JoinSet::new();
     tasks.spawn(report_status(ctx.clone()));
-    let volumes = prepare_volumes(&ctx).await;
+    let proceed = tokio::select! {
+        () = gate => true,
+        () = ctx.terminated() => false,
+    };
+    let volumes = if proceed {
+        prepare_volumes(&ctx).await
+    } else {
+        None
+    };
     if let Some(mut volumes) = volumes {
         let mut containers = JoinSet::new();
         let spec = ctx.pod.borrow().spec.clone().unwrap_or_default();
@@ -581,6 +591,9 @@ async fn run_container(ctx: Arc<PodContext>, index: usize, container: Container,
                 continue;
             }
         };
+        if ctx.terminating().is_some() {
+            break;
+        }
         let (exit, started_at, container_id) =
             run_once(&ctx, index, &container, &mounts, &ports, &prepared, !first).await;
         first = false;

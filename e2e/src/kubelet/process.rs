@@ -58,13 +58,15 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
         .args(["--mount", "--propagation", "private"])
         .arg(host_tool("sh"))
         .arg("-c")
-        .arg(mount_script(launch.mounts))
+        .arg(mount_script(launch.mounts, launch.working_dir))
         .arg("kubelet-mounts")
         .arg(launch.program)
         .args(launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(launch.working_dir)
+        // The working directory may exist only inside the mounts: the script
+        // changes into it.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -74,9 +76,10 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
 }
 
 /// Shell commands that create the mount points, bind the volumes (parents
-/// before children), make the read-only ones read-only, then exec the
-/// program given as `$@`.
-fn mount_script(mounts: &[Mount]) -> String {
+/// before children), make the read-only ones read-only, change into the
+/// working directory (created if missing, as container runtimes do), then
+/// exec the program given as `$@`.
+fn mount_script(mounts: &[Mount], working_dir: &Path) -> String {
     let mut ordered: Vec<&Mount> = mounts.iter().collect();
     ordered.sort_by_key(|m| m.target.components().count());
     // The mount commands run with the host's PATH, the program with the pod's.
@@ -101,6 +104,8 @@ fn mount_script(mounts: &[Mount]) -> String {
         let target = quote(&mount.target.to_string_lossy());
         let _ = writeln!(script, "mount -o remount,bind,ro {target}");
     }
+    let dir = quote(&working_dir.to_string_lossy());
+    let _ = writeln!(script, "mkdir -p {dir}; cd {dir}");
     script.push_str("PATH=\"$pod_path\"\nexec \"$@\"\n");
     script
 }
@@ -162,21 +167,26 @@ mod tests {
     #[test]
     fn mounts_parents_first_and_read_only_last() {
         let dir = std::env::temp_dir();
-        let script = mount_script(&[
-            Mount {
-                source: dir.clone(),
-                target: "/a/b/c".into(),
-                read_only: true,
-            },
-            Mount {
-                source: dir.clone(),
-                target: "/a".into(),
-                read_only: false,
-            },
-        ]);
+        let script = mount_script(
+            &[
+                Mount {
+                    source: dir.clone(),
+                    target: "/a/b/c".into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: dir.clone(),
+                    target: "/a".into(),
+                    read_only: false,
+                },
+            ],
+            Path::new("/a/work"),
+        );
         let a = script.find("mount --bind").unwrap();
         assert!(script[a..].starts_with(&format!("mount --bind '{}' '/a'", dir.display())));
-        assert!(script.contains("mount -o remount,bind,ro '/a/b/c'\nPATH=\"$pod_path\"\nexec \"$@\""));
+        assert!(script.contains(
+            "mount -o remount,bind,ro '/a/b/c'\nmkdir -p '/a/work'; cd '/a/work'\nPATH=\"$pod_path\"\nexec \"$@\""
+        ));
         assert!(!script.contains("remount,bind,ro '/a'\n"));
     }
 
