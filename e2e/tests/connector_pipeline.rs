@@ -112,52 +112,7 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
         })
         .await;
 
-    // Paused: the same worker processes stay up and stop writing; Running resumes.
-    let pids = |kubelet: &Kubelet| {
-        let mut pids: Vec<u32> = kubelet
-            .processes()
-            .iter()
-            .filter(|p| p.pod.starts_with("ratings-search-connector"))
-            .map(|p| p.pid)
-            .collect();
-        pids.sort_unstable();
-        pids
-    };
-    let before = pids(&kubelet);
-    harness
-        .apply(&sink_yaml(&topic, &opensearch, "Paused"))
-        .await
-        .unwrap();
-    harness
-        .wait_for::<Connector>("ratings-search", "Ready: Paused", |c| {
-            c.status.as_ref().is_some_and(|s| {
-                s.observed_generation == c.metadata.generation
-                    && s.conditions
-                        .iter()
-                        .any(|x| x.type_ == "Ready" && x.status == "True" && x.reason == "Paused")
-            })
-        })
-        .await;
-    // Both workers' last batches land and become searchable first (each
-    // worker reports on its own; the status shows the latest report).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let paused_at = refreshed_documents(&opensearch, &topic).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        refreshed_documents(&opensearch, &topic).await,
-        paused_at,
-        "nothing written while paused"
-    );
-    assert_eq!(pids(&kubelet), before, "pausing keeps the worker processes");
-    harness
-        .apply(&sink_yaml(&topic, &opensearch, "Running"))
-        .await
-        .unwrap();
-    eventually("writes resume", WAIT, || async {
-        Ok((documents(&opensearch, &topic).await > paused_at).then_some(()))
-    })
-    .await
-    .unwrap();
+    assert_pause_and_resume(&harness, &kubelet, &topic, &opensearch).await;
 
     // kill -9 a sink worker: the restart shows in status and nothing is lost.
     let victim = kubelet
@@ -205,4 +160,53 @@ async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
     .unwrap_or_else(|e| panic!("{e:#}\nproduced {produced}\n{}", kubelet.all_logs()));
     kubelet.shutdown().await;
     harness.cleanup().await;
+}
+
+/// Paused: the same worker processes stay up and stop writing; Running resumes.
+async fn assert_pause_and_resume(harness: &Harness, kubelet: &Kubelet, topic: &str, opensearch: &str) {
+    let pids = |kubelet: &Kubelet| {
+        let mut pids: Vec<u32> = kubelet
+            .processes()
+            .iter()
+            .filter(|p| p.pod.starts_with("ratings-search-connector"))
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let before = pids(kubelet);
+    harness
+        .apply(&sink_yaml(topic, opensearch, "Paused"))
+        .await
+        .unwrap();
+    harness
+        .wait_for::<Connector>("ratings-search", "Ready: Paused", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.observed_generation == c.metadata.generation
+                    && s.conditions
+                        .iter()
+                        .any(|x| x.type_ == "Ready" && x.status == "True" && x.reason == "Paused")
+            })
+        })
+        .await;
+    // Both workers' last batches land and become searchable first (each
+    // worker reports on its own; the status shows the latest report).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let paused_at = refreshed_documents(opensearch, topic).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        refreshed_documents(opensearch, topic).await,
+        paused_at,
+        "nothing written while paused"
+    );
+    assert_eq!(pids(kubelet), before, "pausing keeps the worker processes");
+    harness
+        .apply(&sink_yaml(topic, opensearch, "Running"))
+        .await
+        .unwrap();
+    eventually("writes resume", WAIT, || async {
+        Ok((documents(opensearch, topic).await > paused_at).then_some(()))
+    })
+    .await
+    .unwrap();
 }
