@@ -74,10 +74,18 @@ impl Window {
         }
     }
 
-    /// True when the window ending at `end` no longer accepts records at
-    /// stream time `stream_time`.
+    /// True when the window ending at `end` (exclusive) no longer accepts
+    /// records at stream time `stream_time`: `end + grace` for fixed windows;
+    /// for a session, whose end is its last record + 1, when no record can
+    /// extend it any more (`last + gap + grace`).
     pub fn is_closed(&self, end: i64, stream_time: i64) -> bool {
-        end.saturating_add(self.grace_ms()) <= stream_time
+        let close = match self {
+            Self::Session { gap_ms, .. } => {
+                (end - 1).saturating_add(i64::try_from(*gap_ms).unwrap_or(i64::MAX))
+            }
+            _ => end,
+        };
+        close.saturating_add(self.grace_ms()) <= stream_time
     }
 
     /// Short description for explain output.
@@ -189,6 +197,17 @@ mod tests {
         };
         assert!(!w.is_closed(100, 149));
         assert!(w.is_closed(100, 150));
+    }
+
+    #[test]
+    fn sessions_close_a_gap_and_a_grace_after_their_last_record() {
+        let w = Window::Session {
+            gap_ms: 10,
+            grace_ms: 5,
+        };
+        // Last record at 100 (end 101): open until stream time 115.
+        assert!(!w.is_closed(101, 114));
+        assert!(w.is_closed(101, 115));
     }
 
     #[test]

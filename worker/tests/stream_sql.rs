@@ -185,6 +185,28 @@ fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
+/// Offsets `group` committed on `topic`, summed over its `partitions`.
+fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
@@ -552,4 +574,161 @@ EMIT FINAL";
     assert_eq!(by_window.len(), 90, "one result per region and window");
     assert!(by_window.values().all(|n| *n == 33 || *n == 34), "{by_window:?}");
     assert_eq!(sorted(interrupted), sorted(expected));
+}
+
+/// Two workers of one stream share the partitions; one joins and the other
+/// leaves while a windowed count runs: state moves with the partitions
+/// (committed on revoke, restored from the changelog on assign) and every
+/// window's total is right, once.
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
+async fn two_workers_share_partitions_and_keep_totals_across_rebalances() {
+    let s = StreamFixture::new("stream-two", 4).await;
+    let regions = ["eu", "us", "apac", "latam", "mena", "anz"];
+    let batch = |from: u32, to: u32| -> Vec<(Option<String>, Value)> {
+        (from..to)
+            .map(|i| {
+                let region = regions[i as usize % regions.len()];
+                (
+                    Some(format!("k{}", i % 17)),
+                    rating(i, region, 3, T0 + i64::from(i) * 50),
+                )
+            })
+            .collect()
+    };
+    let produce = |records: Vec<(Option<String>, Value)>| {
+        let s = &s;
+        async move {
+            let borrowed: Vec<(Option<&str>, Value)> =
+                records.iter().map(|(k, v)| (k.as_deref(), v.clone())).collect();
+            s.produce(&borrowed).await;
+        }
+    };
+    // The backlog of four input partitions is read partition by partition,
+    // far apart in event time: the grace period covers that disorder.
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, WINDOWSTART AS window_start, COUNT(*) AS ratings
+FROM {in}
+WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 10 MINUTES)
+GROUP BY after.region
+EMIT FINAL";
+    let yaml = s.yaml("two", sql, "  commitIntervalMs: 200\n");
+    produce(batch(0, 2000)).await;
+    let mut a = s.start(&yaml, &unique_name("a"), "off");
+    // A has aggregated and committed state (windows stay open: long grace).
+    let changelog = format!("tributary-{}-two-changelog", s.fx.name);
+    let deadline = Instant::now() + WAIT;
+    while read_all(&s.fx.endpoints.kafka_bootstrap, &changelog).await.len() < 6 {
+        assert!(
+            Instant::now() < deadline && a.running(),
+            "no state; log:\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut b = s.start(&yaml, &unique_name("b"), "off");
+    produce(batch(2000, 4000)).await;
+    // Wait until B owns partitions (it logs its assignment), then A leaves.
+    let deadline = Instant::now() + WAIT;
+    while !b.log_text().contains("partitions assigned") {
+        assert!(
+            Instant::now() < deadline && b.running(),
+            "B never joined; log:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.stop(), "graceful stop of A; log:\n{}", a.log_text());
+    produce(batch(4000, 6000)).await;
+    // Close the windows only once every rating is processed: the closing
+    // records sit on one input partition, which may be read before the others.
+    let group = format!("tributary-{}-two", s.fx.name);
+    let deadline = Instant::now() + WAIT;
+    while committed(&s.fx.endpoints.kafka_bootstrap, &group, s.input(), 4) < 6000 {
+        assert!(
+            Instant::now() < deadline && b.running(),
+            "B stalled; log:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    produce(
+        regions
+            .iter()
+            .map(|r| (Some("end".to_owned()), rating(0, r, 3, T0 + 3_600_000)))
+            .collect(),
+    )
+    .await;
+    // 6000 ratings, 50 ms apart: 30 windows of 10 s, 200 ratings each, spread over 6 regions.
+    let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for i in 0..6000i64 {
+        let window = T0 + (i * 50) / 10_000 * 10_000;
+        *expected
+            .entry((
+                regions[usize::try_from(i).unwrap() % regions.len()].to_owned(),
+                window,
+            ))
+            .or_default() += 1;
+    }
+    let out = values(&s.wait_for(&s.output, expected.len(), &mut b).await);
+    let got: BTreeMap<(String, i64), i64> = out
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["region"].as_str().unwrap().to_owned(),
+                    r["window_start"].as_i64().unwrap(),
+                ),
+                r["ratings"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), out.len(), "a window was written twice");
+    assert_eq!(got, expected);
+    assert!(
+        b.log_text().contains("state restored from the changelog"),
+        "{}",
+        b.log_text()
+    );
+    assert!(b.stop());
+}
+
+/// Session windows: records within the gap form one session, a record
+/// between two sessions merges them, and a record for a closed session is late.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_windows_merge_and_close_after_the_gap() {
+    let s = StreamFixture::new("stream-session", 1).await;
+    let second = 1000;
+    let events = [
+        rating(1, "eu", 5, T0 + second),
+        rating(2, "us", 2, T0 + 2 * second),
+        rating(3, "eu", 4, T0 + 3 * second),
+        rating(4, "eu", 1, T0 + 12 * second), // 9 s after the last: a second session
+        rating(5, "eu", 3, T0 + 7 * second), // within 5 s of both (the first is open until 3 + 5 + 10 s): merges them
+        rating(6, "eu", 5, T0 + 100 * second),
+        rating(7, "us", 5, T0 + 100 * second),
+        rating(8, "eu", 2, T0 + 50 * second), // its session would have closed at 65 s: late
+    ];
+    s.produce(&events.iter().map(|v| (Some("k"), v.clone())).collect::<Vec<_>>())
+        .await;
+    let sql = "INSERT INTO {out}
+SELECT after.region AS region, COUNT(*) AS n, SUM(after.rating) AS stars,
+       WINDOWSTART AS session_start, WINDOWEND AS session_end
+FROM {in}
+WINDOW SESSION (5 SECONDS, GRACE PERIOD 10 SECONDS)
+GROUP BY after.region
+EMIT FINAL";
+    let http = free_addr();
+    let mut worker = s.start(&s.yaml("session", sql, ""), &unique_name("w"), &http);
+    let out = s.wait_for(&s.output, 2, &mut worker).await;
+    assert_eq!(
+        sorted(values(&out)),
+        sorted(vec![
+            json!({"region": "eu", "n": 4, "stars": 13, "session_start": T0 + second, "session_end": T0 + 12 * second + 1}),
+            json!({"region": "us", "n": 1, "stars": 2, "session_start": T0 + 2 * second, "session_end": T0 + 2 * second + 1}),
+        ])
+    );
+    assert_eq!(metric(&http, "stream_late_records").await, 1);
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
 }

@@ -205,13 +205,6 @@ pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
             "only json is supported for stream output so far".to_owned(),
         ));
     }
-    if let Some(tributary_sql::Window::Session { .. }) = plan.aggregation().and_then(|a| a.window) {
-        return Err(invalid(
-            "spec.sql",
-            "WINDOW SESSION is planned but not run by this worker version yet; use TUMBLING or HOPPING"
-                .to_owned(),
-        ));
-    }
     let columns = plan.column_names();
     for (i, key) in spec.output.key.iter().enumerate() {
         if matches!(plan.projection, Projection::Wildcard) {

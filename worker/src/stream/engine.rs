@@ -35,7 +35,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Map, Value};
 use tributary_api::connector::Format;
 use tributary_kafka::KafkaConnection;
-use tributary_sql::{Context, Emit, Expr, Plan, Projection, Window, evaluate, is_true};
+use tributary_sql::{
+    Context, Emit, Expr, Plan, Projection, Session, Window, evaluate, is_true, merge_sessions,
+};
 
 use super::StreamError;
 use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
@@ -326,6 +328,10 @@ impl Engine {
         let partition = message.partition();
         let window = aggregation.window;
         let group: Arc<[u8]> = Arc::from(key);
+        if let Some(session @ Window::Session { gap_ms, .. }) = window {
+            self.process_session(partition, &group, &args, ts, &session, gap_ms)?;
+            return self.expire(partition, &session);
+        }
         let task = self.tasks.entry(partition).or_default();
         let stream_time = task.observe(ts);
         let windows = match &window {
@@ -366,6 +372,102 @@ impl Engine {
         }
         if let Some(window) = window {
             self.expire(partition, &window)?;
+        }
+        Ok(())
+    }
+
+    /// A record of a session-windowed aggregate: it joins the group's open
+    /// sessions within the gap (merging them) or starts one.
+    fn process_session(
+        &mut self,
+        partition: i32,
+        group: &Arc<[u8]>,
+        args: &[Value],
+        ts: i64,
+        window: &Window,
+        gap_ms: u64,
+    ) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Some(aggregation) = setup.plan.aggregation() else {
+            return Ok(());
+        };
+        let task = self.tasks.entry(partition).or_default();
+        let stream_time = task.observe(ts);
+        let open: Vec<Session> = task
+            .starts
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|start| task.entries.get(&(Arc::clone(group), *start)))
+            .map(|e| Session {
+                start: e.start,
+                end: e.end,
+            })
+            .collect();
+        let (merging, merged) = merge_sessions(&open, ts, gap_ms);
+        if window.is_closed(merged.end, stream_time) {
+            self.counters.late_records.inc();
+            return Ok(());
+        }
+        let mut accs: Vec<_> = aggregation.calls.iter().map(|c| c.function.start()).collect();
+        let mut groups = None;
+        let mut latest = ts;
+        let mut replaced = Vec::new();
+        for i in merging {
+            let key: StateKey = (Arc::clone(group), open[i].start);
+            if let Some(old) = task.remove(&key) {
+                for (acc, previous) in accs.iter_mut().zip(&old.accs) {
+                    if let Err(e) = acc.merge(previous) {
+                        tracing::debug!(error = %e, "session merge skipped an accumulator");
+                    }
+                }
+                latest = latest.max(old.ts);
+                groups = Some(old.groups.clone());
+                replaced.push((key, old));
+            }
+        }
+        for (acc, arg) in accs.iter_mut().zip(args) {
+            if let Err(e) = acc.add(arg) {
+                tracing::debug!(error = %e, "aggregate input skipped");
+            }
+        }
+        let groups = match groups {
+            Some(groups) => groups,
+            None => serde_json::from_slice(group).unwrap_or_default(),
+        };
+        let key: StateKey = (Arc::clone(group), merged.start);
+        task.insert(
+            key.clone(),
+            StoredEntry {
+                groups,
+                accs,
+                start: merged.start,
+                end: merged.end,
+                ts: latest,
+            },
+        );
+        task.dirty.insert(key.clone());
+        // Sessions merged away: gone from the changelog, and under EMIT
+        // CHANGES their earlier results are retracted with a tombstone.
+        for (old_key, old) in replaced {
+            if old_key != key
+                && let Some(changelog) = &setup.changelog_topic
+            {
+                self.send(
+                    changelog,
+                    Some(partition),
+                    Some(&state::encode_key(&old_key)),
+                    None,
+                    ts,
+                )?;
+            }
+            if setup.plan.emit == Emit::Changes
+                && setup.output_key.is_empty()
+                && (old.start, old.end) != (merged.start, merged.end)
+            {
+                let retracted = self.default_key(&old, true);
+                self.send(&setup.output_topic, None, Some(&retracted), None, ts)?;
+            }
         }
         Ok(())
     }
@@ -449,15 +551,7 @@ impl Engine {
             }
         }
         let key = if setup.output_key.is_empty() {
-            let mut key = Map::new();
-            for (name, value) in setup.group_names.iter().zip(&entry.groups) {
-                key.insert(name.clone(), value.clone());
-            }
-            if windowed {
-                key.insert("window_start".to_owned(), Value::from(entry.start));
-                key.insert("window_end".to_owned(), Value::from(entry.end));
-            }
-            serde_json::to_vec(&key).unwrap_or_default()
+            self.default_key(entry, windowed)
         } else {
             key_of(&row, &setup.output_key)
         };
@@ -465,6 +559,19 @@ impl Engine {
         self.send(&setup.output_topic, None, Some(&key), Some(&out), entry.ts)?;
         self.counters.records_out.inc();
         Ok(())
+    }
+
+    /// The default key of an aggregate result: the group values by name, and the window.
+    fn default_key(&self, entry: &StoredEntry, windowed: bool) -> Vec<u8> {
+        let mut key = Map::new();
+        for (name, value) in self.setup.group_names.iter().zip(&entry.groups) {
+            key.insert(name.clone(), value.clone());
+        }
+        if windowed {
+            key.insert("window_start".to_owned(), Value::from(entry.start));
+            key.insert("window_end".to_owned(), Value::from(entry.end));
+        }
+        serde_json::to_vec(&key).unwrap_or_default()
     }
 
     /// Writes state changes (and, for `EMIT CHANGES`, the changed results),

@@ -64,6 +64,8 @@ pub(crate) struct Task {
     pub by_end: BTreeSet<(i64, StateKey)>,
     /// Entries changed since the last commit.
     pub dirty: HashSet<StateKey>,
+    /// Window starts per group (session windows look up a group's sessions).
+    pub starts: HashMap<Arc<[u8]>, BTreeSet<i64>>,
 }
 
 impl Task {
@@ -82,6 +84,7 @@ impl Task {
     /// Inserts a restored or new entry.
     pub fn insert(&mut self, key: StateKey, entry: StoredEntry) {
         self.by_end.insert((entry.end, key.clone()));
+        self.starts.entry(Arc::clone(&key.0)).or_default().insert(key.1);
         self.entries.insert(key, entry);
     }
 
@@ -89,6 +92,12 @@ impl Task {
     pub fn remove(&mut self, key: &StateKey) -> Option<StoredEntry> {
         let entry = self.entries.remove(key)?;
         self.by_end.remove(&(entry.end, key.clone()));
+        if let Some(starts) = self.starts.get_mut(&key.0) {
+            starts.remove(&key.1);
+            if starts.is_empty() {
+                self.starts.remove(&key.0);
+            }
+        }
         self.dirty.remove(key);
         Some(entry)
     }
