@@ -186,7 +186,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
             let loaded = config.load()?;
             tracing::info!(connector = %loaded.id, version = tributary_worker::VERSION, "starting");
-            run_connector(&config, loaded, settings, shutdown).await?;
+            // Boxed: the connector run is a large future (clippy::large_futures).
+            Box::pin(run_connector(&config, loaded, settings, shutdown)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
