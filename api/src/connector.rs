@@ -111,25 +111,6 @@ pub struct ConnectorSpec {
     /// tolerations, affinity, labels, annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
-
-    /// On deletion, also drop the CDC replication slot and (when
-    /// `dropPublication`) the publication, so the database stops retaining
-    /// WAL for this connector. Default: both are kept (a re-created
-    /// connector continues from the slot).
-    #[serde(default)]
-    pub cleanup: CleanupPolicy,
-}
-
-/// What deleting a Connector removes outside Kubernetes.
-#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CleanupPolicy {
-    /// Drop the replication slot when the Connector is deleted. Default false.
-    #[serde(default)]
-    pub drop_slot: bool,
-    /// Also drop the publication (only with `dropSlot`). Default false.
-    #[serde(default)]
-    pub drop_publication: bool,
 }
 
 /// Error handling, in Kafka Connect's vocabulary.

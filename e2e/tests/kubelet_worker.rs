@@ -15,9 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use support::Harness;
+use support::{Harness, records_in};
 use tributary_e2e::kubelet::{Kubelet, KubeletConfig, ProcessInfo};
 use tributary_testkit::{eventually, unique_name};
 
@@ -27,28 +25,6 @@ fn connector(topic: &str, rate: u32) -> String {
     format!(
         "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: ratings-gen\nspec:\n  source:\n    datagen:\n      dataset: Ratings\n      topic: {topic}\n      recordsPerSecond: {rate}\n  format:\n    key: json\n    value: json\n"
     )
-}
-
-/// Records in `topic` (sum of high watermarks; 0 while it does not exist).
-fn records_in(bootstrap: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
-        return 0;
-    };
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| i32::try_from(t.partitions().len()).unwrap());
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .map_or(0, |(_, high)| high)
-        })
-        .sum()
 }
 
 async fn wait_records(bootstrap: &str, topic: &str, above: i64, kubelet: &Kubelet) -> i64 {
