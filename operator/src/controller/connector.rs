@@ -7,25 +7,17 @@
 //! sink's lag is its consumer group's; a CDC source's lag is the WAL its
 //! slot retains, as its worker reports it.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use tributary_api::workload::default_group_id;
-use tributary_api::{
-    ClusterRef, Connector, DesiredState, KafkaCluster, Lineage, PodTemplate, WorkloadStatus,
-};
+use tributary_api::{ClusterRef, Connector, DesiredState, Lineage, PodTemplate, WorkloadStatus};
 
-use super::workload::{self, Workload};
-use super::{Failure, ReconcileError, Shutdown};
-use crate::context::Context;
-
-const CONTROLLER: &str = "connector";
+use super::Failure;
+use super::workload::Workload;
 
 impl Workload for Connector {
+    const KIND: &'static str = "Connector";
+    const COMPONENT: &'static str = "connector";
+
     fn cluster_ref(&self) -> Option<&ClusterRef> {
         self.spec.cluster_ref.as_ref()
     }
@@ -84,39 +76,4 @@ pub fn lineage(connector: &Connector) -> Lineage {
         writes.push(topic.clone());
     }
     Lineage { reads, writes }
-}
-
-/// Runs the Connector controller until `shutdown`.
-pub async fn run(context: Context, shutdown: Shutdown) {
-    let connectors: Api<Connector> = context.watched_api();
-    let clusters: Api<KafkaCluster> = context.watched_api();
-    let deployments: Api<Deployment> = context.watched_api();
-    let controller = Controller::new(connectors, watcher::Config::default());
-    let store = controller.store();
-    let reconciles = controller
-        .owns(
-            deployments,
-            watcher::Config::default().labels("app.kubernetes.io/component=connector"),
-        )
-        .watches(clusters, watcher::Config::default(), move |cluster| {
-            super::users_of(&store, &cluster, |c: &Connector| c.spec.cluster_ref.as_ref())
-        })
-        .with_config(super::runtime_config(&context))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context));
-    super::drain(CONTROLLER, reconciles).await;
-}
-
-#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
-fn error_policy(connector: Arc<Connector>, error: &ReconcileError, context: Arc<Context>) -> Action {
-    super::error_policy(&*connector, error, &context)
-}
-
-async fn reconcile(connector: Arc<Connector>, context: Arc<Context>) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let api: Api<Connector> =
-        Api::namespaced(context.client.clone(), &connector.namespace().unwrap_or_default());
-    let result = workload::reconcile(&*connector, &api, &context).await;
-    super::record(&context, CONTROLLER, &result, started);
-    result
 }

@@ -29,8 +29,8 @@ pub async fn run_all(context: Context, shutdown: Shutdown) {
         kafka_cluster::run(context.clone(), shutdown.clone()),
         topic::run(context.clone(), shutdown.clone()),
         schema::run(context.clone(), shutdown.clone()),
-        connector::run(context.clone(), shutdown.clone()),
-        stream::run(context, shutdown),
+        workload::run::<tributary_api::Connector>(context.clone(), shutdown.clone()),
+        workload::run::<tributary_api::Stream>(context, shutdown),
     );
 }
 

@@ -5,24 +5,19 @@
 //! and the query's topics in status.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use tributary_api::workload::default_group_id;
-use tributary_api::{ClusterRef, DesiredState, KafkaCluster, Lineage, PodTemplate, Stream, WorkloadStatus};
+use tributary_api::{ClusterRef, DesiredState, Lineage, PodTemplate, Stream, WorkloadStatus};
 use tributary_sql::PlanOptions;
 
-use super::workload::{self, Workload};
-use super::{Failure, ReconcileError, Shutdown};
-use crate::context::Context;
-
-const CONTROLLER: &str = "stream";
+use super::Failure;
+use super::workload::Workload;
 
 impl Workload for Stream {
+    const KIND: &'static str = "Stream";
+    const COMPONENT: &'static str = "stream";
+
     fn cluster_ref(&self) -> Option<&ClusterRef> {
         self.spec.cluster_ref.as_ref()
     }
@@ -95,38 +90,4 @@ pub fn lineage(stream: &Stream) -> Result<Lineage, Failure> {
         reads: plan.input_topics(),
         writes: vec![output],
     })
-}
-
-/// Runs the Stream controller until `shutdown`.
-pub async fn run(context: Context, shutdown: Shutdown) {
-    let streams: Api<Stream> = context.watched_api();
-    let clusters: Api<KafkaCluster> = context.watched_api();
-    let deployments: Api<Deployment> = context.watched_api();
-    let controller = Controller::new(streams, watcher::Config::default());
-    let store = controller.store();
-    let reconciles = controller
-        .owns(
-            deployments,
-            watcher::Config::default().labels("app.kubernetes.io/component=stream"),
-        )
-        .watches(clusters, watcher::Config::default(), move |cluster| {
-            super::users_of(&store, &cluster, |s: &Stream| s.spec.cluster_ref.as_ref())
-        })
-        .with_config(super::runtime_config(&context))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context));
-    super::drain(CONTROLLER, reconciles).await;
-}
-
-#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
-fn error_policy(stream: Arc<Stream>, error: &ReconcileError, context: Arc<Context>) -> Action {
-    super::error_policy(&*stream, error, &context)
-}
-
-async fn reconcile(stream: Arc<Stream>, context: Arc<Context>) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let api: Api<Stream> = Api::namespaced(context.client.clone(), &stream.namespace().unwrap_or_default());
-    let result = workload::reconcile(&*stream, &api, &context).await;
-    super::record(&context, CONTROLLER, &result, started);
-    result
 }

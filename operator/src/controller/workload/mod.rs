@@ -22,7 +22,8 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,14 +35,15 @@ use tributary_kafka::{KafkaConnection, StatusTail};
 
 use self::build::{Children, WorkloadInput};
 use self::observe::{Observation, PodFacts};
-use super::{Failure, ReconcileError};
+use super::{Failure, ReconcileError, Shutdown};
 use crate::cluster::{self, SecretValues};
 use crate::context::Context;
 
 /// The condition saying whether what a workload depends on is ready.
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 
-/// A resource the operator runs as workers.
+/// A resource the operator runs as workers: what differs between Connectors
+/// and Streams, so that one controller ([`run`]) and one reconcile serve both.
 pub trait Workload:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
@@ -53,6 +55,12 @@ pub trait Workload:
     + Sync
     + 'static
 {
+    /// The kind, `Connector` or `Stream` (as [`Resource::kind`], but
+    /// `'static` for the pure builders).
+    const KIND: &'static str;
+    /// `app.kubernetes.io/component` of the children, and the controller's
+    /// name in metrics and logs.
+    const COMPONENT: &'static str;
     /// `spec.clusterRef`.
     fn cluster_ref(&self) -> Option<&ClusterRef>;
     /// `spec.state`.
@@ -203,6 +211,42 @@ pub fn config_files<K: Workload>(obj: &K, cluster: &KafkaCluster) -> Result<(Str
     Ok((full, render(without_state)?))
 }
 
+/// Runs the controller of kind `K` until `shutdown`: it watches the
+/// resources, the worker Deployments they own (by component label) and the
+/// KafkaClusters they use.
+pub async fn run<K: Workload>(context: Context, shutdown: Shutdown) {
+    let resources: Api<K> = context.watched_api();
+    let clusters: Api<KafkaCluster> = context.watched_api();
+    let deployments: Api<Deployment> = context.watched_api();
+    let controller = Controller::new(resources, watcher::Config::default());
+    let store = controller.store();
+    let reconciles = controller
+        .owns(
+            deployments,
+            watcher::Config::default().labels(&format!("app.kubernetes.io/component={}", K::COMPONENT)),
+        )
+        .watches(clusters, watcher::Config::default(), move |cluster| {
+            super::users_of(&store, &cluster, K::cluster_ref)
+        })
+        .with_config(super::runtime_config(&context))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_one::<K>, error_policy::<K>, Arc::new(context));
+    super::drain(K::COMPONENT, reconciles).await;
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
+fn error_policy<K: Workload>(obj: Arc<K>, error: &ReconcileError, context: Arc<Context>) -> Action {
+    super::error_policy(&*obj, error, &context)
+}
+
+async fn reconcile_one<K: Workload>(obj: Arc<K>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let api: Api<K> = Api::namespaced(context.client.clone(), &obj.namespace().unwrap_or_default());
+    let result = reconcile(&*obj, &api, &context).await;
+    super::record(&context, K::COMPONENT, &result, started);
+    result
+}
+
 /// Reconciles one workload; `api` is the namespaced API of its kind.
 pub async fn reconcile<K: Workload>(
     obj: &K,
@@ -282,12 +326,7 @@ type SyncError = (Failure, Result<(), String>);
 async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncError> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let kind = K::kind(&()).into_owned();
-    let kind: &'static str = if kind == "Connector" {
-        "Connector"
-    } else {
-        "Stream"
-    };
+    let kind = K::KIND;
 
     // read
     let cluster = cluster::resolve(&context.client, &namespace, obj.cluster_ref())
@@ -383,8 +422,8 @@ async fn observe<K: Workload>(
 ) -> Result<Observation, Failure> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let kind = K::kind(&()).into_owned();
-    let selector = build::selector_string(&kind, &name);
+    let kind = K::KIND;
+    let selector = build::selector_string(kind, &name);
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let pods = pods
         .list(&ListParams::default().labels(&selector))
@@ -584,4 +623,29 @@ async fn prune(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_api::{Connector, Stream};
+
+    use super::*;
+
+    fn consistent<K: Workload>() {
+        assert_eq!(K::KIND, K::kind(&()));
+        assert_eq!(K::COMPONENT, K::KIND.to_ascii_lowercase());
+        // The children's component label is what the controller watches.
+        assert_eq!(
+            build::selector_labels(K::KIND, "x")
+                .get("app.kubernetes.io/component")
+                .map(String::as_str),
+            Some(K::COMPONENT)
+        );
+    }
+
+    #[test]
+    fn kind_constants_match_the_api_types_and_the_children_labels() {
+        consistent::<Connector>();
+        consistent::<Stream>();
+    }
 }
