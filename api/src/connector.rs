@@ -281,8 +281,9 @@ pub struct PostgresSource {
     #[schemars(length(min = 1, max = 200))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9._-]+$')").message("topicPrefix may contain letters, digits, '.', '_' and '-'"))]
     pub topic_prefix: String,
-    /// Replication slot to stream from; created when missing, never dropped
-    /// except by `tributary-worker drop-slot`. Default `tributary`.
+    /// Replication slot to stream from; created when missing, dropped only
+    /// as `slotDeletionPolicy` says (or by `tributary-worker drop-slot`).
+    /// Default `tributary`.
     #[serde(default = "default_slot_name")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9_]+$')").message("slotName may contain lower-case letters, digits and '_' (a Postgres rule)"))]
@@ -334,6 +335,42 @@ pub struct PostgresSource {
     /// `provide.transaction.metadata`). Default false.
     #[serde(default)]
     pub provide_transaction_metadata: bool,
+    /// What happens to the replication slot and the publication when the
+    /// Connector is deleted: `Retain` (default) keeps both; `Delete` drops
+    /// them.
+    ///
+    /// With `Delete` the Connector gets a finalizer. On deletion the
+    /// operator first removes the worker and waits until no worker pod is
+    /// left (so nothing holds the slot), then drops the slot and, unless
+    /// `publicationAutocreate` is `Disabled` (then someone else made it),
+    /// the publication; only then does the Connector go away. While the
+    /// database cannot be reached the Connector stays, the reason is in its
+    /// status and Events, and the operator retries with backoff.
+    ///
+    /// Why `Retain` by default, and why only on deletion: a dropped slot
+    /// cannot be brought back, and changes made while it is missing are
+    /// never captured. Debezium's `slot.drop.on.stop` (default false) drops
+    /// the slot whenever the connector stops, which its documentation keeps
+    /// for tests since every restart then loses the position; Strimzi's
+    /// `deleteClaim` (default false) ties removing the data to deleting the
+    /// resource. Tributary does as Strimzi: `state: Stopped` keeps the slot
+    /// (`Running` continues where it stopped; meanwhile the status shows the
+    /// WAL the slot retains), and only deleting the Connector with `Delete`
+    /// drops it. With `Retain`, a deleted Connector's slot keeps retaining
+    /// WAL until it is dropped (`tributary-worker drop-slot`, or
+    /// `SELECT pg_drop_replication_slot('<slotName>')`).
+    #[serde(default)]
+    pub slot_deletion_policy: SlotDeletionPolicy,
+}
+
+/// What deleting a Connector does to its replication slot and publication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SlotDeletionPolicy {
+    /// Keep them: a re-created Connector with the same slot continues from it.
+    #[default]
+    Retain,
+    /// Drop them once the worker has stopped.
+    Delete,
 }
 
 fn default_postgres_port() -> u16 {
@@ -465,6 +502,7 @@ mod tests {
         assert_eq!(pg.snapshot_mode, SnapshotMode::Initial);
         assert_eq!(pg.publication_autocreate, PublicationAutocreate::AllTables);
         assert_eq!(pg.heartbeat_interval_seconds, 10);
+        assert_eq!(pg.slot_deletion_policy, SlotDeletionPolicy::Retain);
         assert_eq!(spec.format.value, Format::JsonWithSchema);
     }
 

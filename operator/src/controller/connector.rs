@@ -8,6 +8,7 @@
 //! slot retains, as its worker reports it.
 
 use kube::ResourceExt;
+use tributary_api::connector::PostgresSource;
 use tributary_api::workload::default_group_id;
 use tributary_api::{ClusterRef, Connector, DesiredState, Lineage, PodTemplate, WorkloadStatus};
 
@@ -53,6 +54,10 @@ impl Workload for Connector {
 
     fn validate(&self) -> Result<Lineage, Failure> {
         Ok(lineage(self))
+    }
+
+    fn cdc_source(&self) -> Option<&PostgresSource> {
+        self.spec.source.as_ref()?.postgres.as_ref()
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
+use tributary_api::connector::PostgresSource;
 use tributary_api::workload::default_group_id;
 use tributary_api::{ClusterRef, DesiredState, Lineage, PodTemplate, Stream, WorkloadStatus};
 use tributary_sql::PlanOptions;
@@ -53,6 +54,10 @@ impl Workload for Stream {
 
     fn validate(&self) -> Result<Lineage, Failure> {
         lineage(self)
+    }
+
+    fn cdc_source(&self) -> Option<&PostgresSource> {
+        None
     }
 }
 

@@ -8,10 +8,18 @@
 //! longer wanted → **observe** (Deployment, pods, the workers' reports from
 //! the status topic, consumer-group lag through the Kafka Admin API) →
 //! **status** ([`observe`]), written only when it changed.
+//!
+//! A CDC Connector whose source asks for it (`slotDeletionPolicy: Delete`)
+//! carries a finalizer, and its deletion stops the worker and drops the
+//! replication slot first ([`cleanup`]). While such a source is Stopped,
+//! no worker reports the WAL its slot retains, so the operator reads it from
+//! Postgres itself ([`slot`]), at most once per status interval.
 
 pub mod build;
+pub mod cleanup;
 pub mod observe;
 pub mod secrets;
+pub mod slot;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -27,6 +35,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tributary_api::connector::PostgresSource;
 use tributary_api::{
     ClusterRef, DesiredState, HasConditions, Health, KafkaCluster, Lineage, PodTemplate, Topic,
     WorkloadStatus,
@@ -78,6 +87,8 @@ pub trait Workload:
     /// Checks what the apiserver cannot (e.g. SQL) and returns the topics
     /// read and written; an error is a Stalled reason and message.
     fn validate(&self) -> Result<Lineage, Failure>;
+    /// The Postgres CDC source whose replication slot the workers hold.
+    fn cdc_source(&self) -> Option<&PostgresSource>;
 }
 
 /// Workloads' memory between reconciles: the operator's tail of each
@@ -86,7 +97,12 @@ pub trait Workload:
 pub struct WorkloadState {
     tails: Mutex<HashMap<String, (KafkaConnection, Arc<StatusTail>)>>,
     samples: Mutex<HashMap<String, Sample>>,
+    slot_readings: Mutex<HashMap<String, (Instant, SlotReading)>>,
 }
+
+/// The WAL a replication slot retains as the operator last read it: bytes
+/// (`None`: no such slot), or why it could not be read.
+type SlotReading = Result<Option<i64>, String>;
 
 impl Debug for WorkloadState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +162,44 @@ impl WorkloadState {
             .then(|| ((total - sample.total) as f64 / elapsed.as_secs_f64()).round() as u64);
         *sample = Sample { at: now, total, rate };
         rate
+    }
+}
+
+impl WorkloadState {
+    /// The WAL retained by the slot of `pg` (resource `key` in `namespace`),
+    /// read from Postgres unless a reading younger than `max_age` exists:
+    /// reconciles triggered by events in quick succession do not each open
+    /// a database connection.
+    async fn slot_reading(
+        &self,
+        client: &kube::Client,
+        key: &str,
+        namespace: &str,
+        pg: &PostgresSource,
+        max_age: Duration,
+    ) -> SlotReading {
+        let now = Instant::now();
+        {
+            let readings = self.slot_readings.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, reading)) = readings.get(key)
+                && now.duration_since(*at) < max_age
+            {
+                return reading.clone();
+            }
+        }
+        let reading = match slot::connect(client, namespace, pg).await {
+            Ok(db) => slot::retained_wal_bytes(&db, &pg.slot_name).await,
+            Err(error) => Err(error),
+        }
+        .map_err(|e| e.to_string());
+        if let Err(error) = &reading {
+            tracing::warn!(resource = key, slot = %pg.slot_name, %error, "cannot read the WAL the slot retains");
+        }
+        self.slot_readings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), (now, reading.clone()));
+        reading
     }
 }
 
@@ -253,6 +307,10 @@ pub async fn reconcile<K: Workload>(
     api: &Api<K>,
     context: &Context,
 ) -> Result<Action, ReconcileError> {
+    if obj.meta().deletion_timestamp.is_some() {
+        return cleanup::on_deletion(obj, api, context).await;
+    }
+    cleanup::ensure_finalizer(obj, api).await?;
     let previous = obj.workload_status().cloned().unwrap_or_default();
     let (mut status, health, dependencies) = match sync(obj, context).await {
         Ok(Synced {
@@ -284,12 +342,28 @@ pub async fn reconcile<K: Workload>(
     status.observed_generation = obj.meta().generation;
     crate::status::apply(api, obj, obj.workload_status(), &status).await?;
     match super::next_action(context, obj, &health) {
-        // A running workload is re-observed often: lag and throughput move.
-        Ok(_) if obj.desired_state() != DesiredState::Stopped => {
+        // A running workload is re-observed often: lag and throughput move;
+        // so does the WAL a stopped CDC source's slot retains.
+        Ok(_) if obj.desired_state() != DesiredState::Stopped || obj.cdc_source().is_some() => {
             Ok(Action::requeue(context.settings.status_interval))
         }
         other => other,
     }
+}
+
+/// Writes `health` as the conditions of the current status, keeping the
+/// rest (used while a deleted workload is being cleaned up).
+async fn write_health<K: Workload>(obj: &K, api: &Api<K>, health: &Health) -> Result<(), kube::Error> {
+    let previous = obj.workload_status().cloned().unwrap_or_default();
+    let now = crate::status::now();
+    let mut conditions = health.conditions(&previous.conditions, obj.meta().generation, &now);
+    conditions
+        .extend(tributary_api::common::find_condition(&previous.conditions, DEPENDENCIES_READY).cloned());
+    let status = WorkloadStatus {
+        conditions,
+        ..previous
+    };
+    crate::status::apply(api, obj, obj.workload_status(), &status).await
 }
 
 fn dependencies_condition(
@@ -456,6 +530,22 @@ async fn observe<K: Workload>(
         (None, Some(worker)) => i64::try_from(worker.records).ok(),
         (None, None) => None,
     };
+    // No worker runs to report what the slot retains: read it.
+    let slot_reading = match obj.cdc_source() {
+        Some(pg) if obj.desired_state() == DesiredState::Stopped => Some(
+            context
+                .workloads
+                .slot_reading(
+                    &context.client,
+                    &format!("{kind}/{key}"),
+                    &namespace,
+                    pg,
+                    context.settings.status_interval,
+                )
+                .await,
+        ),
+        _ => None,
+    };
     Ok(Observation {
         desired: obj.desired_state(),
         desired_replicas,
@@ -467,6 +557,8 @@ async fn observe<K: Workload>(
             .and_then(|total| context.workloads.rate(&format!("{kind}/{key}"), total)),
         lineage,
         selector,
+        slot_wal_bytes: slot_reading.as_ref().and_then(|r| r.clone().ok().flatten()),
+        slot_error: slot_reading.and_then(Result::err),
     })
 }
 

@@ -61,6 +61,11 @@ pub struct Observation {
     pub lineage: Lineage,
     /// Label selector of the pods.
     pub selector: String,
+    /// WAL bytes the replication slot retains, as the operator read it from
+    /// Postgres (a Stopped CDC source: no worker reports it).
+    pub slot_wal_bytes: Option<i64>,
+    /// Why the operator could not read the slot.
+    pub slot_error: Option<String>,
 }
 
 fn ready_replicas(deployment: Option<&Deployment>) -> (i32, i32) {
@@ -157,13 +162,23 @@ pub fn health(observation: &Observation) -> Health {
     }
 }
 
-/// The lag to report: the group's (sinks, streams) or the slot's (CDC).
+/// The lag to report: the group's (sinks and streams) or the slot's (CDC:
+/// as the operator read it when Stopped, else as the worker reports it).
 pub fn lag(observation: &Observation) -> Option<Lag> {
     if let Some(group) = &observation.group_lag {
         return Some(
             Lag {
                 records: Some(group.records),
                 seconds: Some(group.seconds.unwrap_or(0)),
+                ..Lag::default()
+            }
+            .summarised(),
+        );
+    }
+    if let Some(bytes) = observation.slot_wal_bytes {
+        return Some(
+            Lag {
+                wal_bytes: Some(bytes),
                 ..Lag::default()
             }
             .summarised(),
@@ -193,7 +208,13 @@ pub fn status(observation: &Observation) -> WorkloadStatus {
         .worker
         .as_ref()
         .and_then(|w| w.last_error.clone())
-        .or_else(|| observation.pods.iter().find_map(|p| p.waiting_message.clone()));
+        .or_else(|| observation.pods.iter().find_map(|p| p.waiting_message.clone()))
+        .or_else(|| {
+            observation
+                .slot_error
+                .as_ref()
+                .map(|e| format!("cannot read the WAL the replication slot retains: {e}"))
+        });
     WorkloadStatus {
         replicas: ready,
         desired_replicas: observation.desired_replicas,
@@ -325,5 +346,37 @@ mod tests {
         let cdc_lag = lag(&cdc).unwrap();
         assert_eq!((cdc_lag.wal_bytes, cdc_lag.seconds), (Some(2048), Some(1)));
         assert_eq!(cdc_lag.summary, "2 KiB WAL, 1s");
+    }
+
+    #[test]
+    fn a_stopped_cdc_source_reports_the_wal_its_slot_retains_or_why_it_cannot() {
+        // The worker's last report is stale once it stopped: the operator's
+        // reading of the slot wins.
+        let mut stopped = Observation {
+            desired: DesiredState::Stopped,
+            deployment: Some(deployment(0, 0, 0)),
+            worker: Some(WorkerStatus {
+                lag_bytes: Some(10),
+                ..worker("Paused")
+            }),
+            slot_wal_bytes: Some(3 * 1024 * 1024),
+            ..Observation::default()
+        };
+        let lag = status(&stopped).lag.unwrap();
+        assert_eq!(
+            (lag.wal_bytes, lag.summary.as_str()),
+            (Some(3 * 1024 * 1024), "3 MiB WAL")
+        );
+        stopped.slot_wal_bytes = None;
+        stopped.worker = None;
+        stopped.slot_error = Some("connecting to Postgres at db:5432: refused".to_owned());
+        let status = status(&stopped);
+        assert_eq!(status.lag, None);
+        assert!(
+            status
+                .last_error
+                .unwrap()
+                .contains("replication slot retains: connecting"),
+        );
     }
 }
