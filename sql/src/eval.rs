@@ -361,7 +361,8 @@ pub(crate) fn value_text(v: &Value) -> String {
     }
 }
 
-fn cast(v: Value, ty: SqlType) -> Result<Value, EvalError> {
+/// `CAST(v AS ty)`: converts or fails naming the value (NULL stays NULL).
+pub fn cast(v: Value, ty: SqlType) -> Result<Value, EvalError> {
     let fail = |v: &Value| EvalError(format!("cannot CAST {} {v} AS {}", type_name(v), ty.name()));
     Ok(match (ty, &v) {
         (_, Value::Null) => Value::Null,

@@ -25,17 +25,19 @@ mod expr;
 mod functions;
 mod plan;
 mod syntax;
+mod types;
 mod window;
 
 pub use agg::{Accumulator, AggregateFunction};
 pub use error::{EvalError, SqlError};
-pub use eval::{Context, evaluate, is_true};
+pub use eval::{Context, cast, evaluate, is_true};
 pub use expr::{BinaryOp, ColumnRef, Expr, Meta, SqlType, UnaryOp};
 pub use functions::Function;
 pub use plan::{
     AggregateCall, Aggregation, Emit, InputKind, Join, JoinKind, OutputColumn, Plan, PlanOptions, Projection,
     Source,
 };
+pub use types::{TypedColumn, static_type};
 pub use window::{Session, Window, merge_sessions};
 
 /// Parses `sql`, checks it and returns its plan.

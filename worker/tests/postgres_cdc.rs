@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::avro::{decode_avro, field};
 use support::fixtures::{BIKE_STORE, BIKE_STORE_CHANGES, TYPED_ROW, TYPED_TABLE};
 use support::{Record, Scenario, read_topic};
 use tributary_registry::RegistryClient;
@@ -438,35 +439,6 @@ async fn a_bad_config_fails_fast_naming_the_field() {
     assert!(log.contains("spec.source.postgres.password"), "{log}");
     assert!(log.contains("TRIBUTARY_SECRET_PG_SECRET_PASSWORD"), "{log}");
     scenario.cleanup().await;
-}
-
-/// Decodes a Confluent wire-format record with the schema the registry holds for its id.
-async fn decode_avro(registry: &RegistryClient, bytes: &[u8]) -> apache_avro::types::Value {
-    assert_eq!(bytes[0], 0, "magic byte");
-    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
-    let definition = registry.schema_by_id(i64::from(id)).await.unwrap();
-    let schema = apache_avro::Schema::parse_str(&definition.schema).unwrap();
-    apache_avro::reader::datum::GenericDatumReader::builder(&schema)
-        .build()
-        .unwrap()
-        .read_value(&mut &bytes[5..])
-        .unwrap()
-}
-
-fn field<'a>(record: &'a apache_avro::types::Value, name: &str) -> &'a apache_avro::types::Value {
-    use apache_avro::types::Value as Avro;
-    let Avro::Record(fields) = record else {
-        panic!("not a record: {record:?}")
-    };
-    let value = &fields
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no field {name}"))
-        .1;
-    match value {
-        Avro::Union(_, inner) => inner,
-        other => other,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,8 +16,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use support::avro::{decode_avro, field};
 use support::sink::{Read, SinkFixture, WAIT};
 use support::{Worker, start_worker};
+use tributary_registry::RegistryClient;
 use tributary_testkit::unique_name;
 
 /// One test's topics and the worker(s) running its stream.
@@ -71,6 +73,8 @@ impl StreamFixture {
                 "1",
                 "--http-addr",
                 http,
+                "--schema-registry-url",
+                &self.fx.endpoints.registry_url,
             ],
             &[
                 ("HOSTNAME", host),
@@ -731,4 +735,157 @@ EMIT FINAL";
     );
     assert_eq!(metric(&http, "stream_late_records").await, 1);
     assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+}
+
+/// Ratings for the typed-output tests: two regions in the window
+/// [T0, T0+10s), one row whose `rating_id` is not a number, and one event
+/// that closes the window.
+async fn typed_output_fixture(prefix: &str) -> (StreamFixture, RegistryClient) {
+    let s = StreamFixture::new(prefix, 2).await;
+    let second = 1000;
+    let mut events = vec![
+        rating(1, "eu", 5, T0 + second),
+        rating(2, "eu", 2, T0 + 2 * second),
+        rating(3, "us", 1, T0 + 3 * second),
+    ];
+    let mut bad = rating(4, "us", 2, T0 + 4 * second);
+    bad["after"]["rating_id"] = json!("x");
+    events.push(bad);
+    events.push(rating(5, "eu", 4, T0 + 20 * second));
+    s.produce(&events.iter().map(|v| (Some("k"), v.clone())).collect::<Vec<_>>())
+        .await;
+    let registry =
+        RegistryClient::new(&s.fx.endpoints.registry_url, None, None, Duration::from_secs(30)).unwrap();
+    (s, registry)
+}
+
+/// An aggregate written as Avro: key and value schemas registered under
+/// `<topic>-key` / `<topic>-value`, read back the way a Confluent consumer
+/// does (schema by id, apache-avro) with the types the query gave.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_aggregate_output_registers_schemas_and_reads_back_typed() {
+    use apache_avro::types::Value as Avro;
+    let (s, registry) = typed_output_fixture("stream-avro-agg").await;
+    let counts = "INSERT INTO {out}
+SELECT CAST(after.region AS VARCHAR) AS region, WINDOWSTART AS window_start,
+       COUNT(*) AS ratings, AVG(after.rating) AS average
+FROM {in}
+WINDOW TUMBLING (SIZE 10 SECONDS)
+GROUP BY CAST(after.region AS VARCHAR)
+EMIT FINAL";
+    let avro = "  output:\n    format: {key: avro, value: avro}\n";
+    let mut worker = s.start(&s.yaml("counts", counts, avro), &unique_name("w"), "off");
+    let out = s.wait_for(&s.output, 2, &mut worker).await;
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+    let mut rows = Vec::new();
+    for record in &out {
+        let key = decode_avro(&registry, record.key.as_deref().unwrap()).await;
+        let value = decode_avro(&registry, record.value.as_deref().unwrap()).await;
+        assert_eq!(field(&key, "region"), field(&value, "region"));
+        assert_eq!(field(&key, "window_start"), &Avro::Long(T0));
+        assert_eq!(field(&key, "window_end"), &Avro::Long(T0 + 10_000));
+        rows.push((
+            field(&value, "region").clone(),
+            field(&value, "window_start").clone(),
+            field(&value, "ratings").clone(),
+            field(&value, "average").clone(),
+        ));
+    }
+    rows.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(
+        rows,
+        vec![
+            (
+                Avro::String("eu".into()),
+                Avro::Long(T0),
+                Avro::Long(2),
+                Avro::Double(3.5)
+            ),
+            (
+                Avro::String("us".into()),
+                Avro::Long(T0),
+                Avro::Long(2),
+                Avro::Double(1.5)
+            ),
+        ]
+    );
+    let subjects = registry.subjects().await.unwrap();
+    for subject in [format!("{}-key", s.output), format!("{}-value", s.output)] {
+        assert!(subjects.contains(&subject), "{subject} not in {subjects:?}");
+    }
+}
+
+/// A projection keyed by a typed column, written as Avro; the row whose
+/// value the column's CAST refuses is skipped and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_projection_output_is_keyed_typed_and_skips_rows_that_do_not_fit() {
+    use apache_avro::types::Value as Avro;
+    let (s, registry) = typed_output_fixture("stream-avro-alerts").await;
+    let alerts = "INSERT INTO {out}
+SELECT CAST(after.rating_id AS BIGINT) AS id, CAST(after.rating AS BIGINT) AS rating,
+       UPPER(after.region) AS region, after.rating = 1 AS urgent
+FROM {in}
+WHERE after.rating < 3";
+    let http = free_addr();
+    let keyed = "  output:\n    key: [id]\n    format: {key: avro, value: avro}\n";
+    let mut worker = s.start(&s.yaml("alerts", alerts, keyed), &unique_name("w"), &http);
+    let out = s.wait_for(&s.output, 2, &mut worker).await;
+    assert_eq!(metric(&http, "stream_bad_records").await, 1);
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
+    let mut got = Vec::new();
+    for record in &out {
+        let key = decode_avro(&registry, record.key.as_deref().unwrap()).await;
+        let value = decode_avro(&registry, record.value.as_deref().unwrap()).await;
+        // A one-column key is that column's type, not a record.
+        assert_eq!(field(&value, "id"), &key);
+        got.push((
+            field(&value, "id").clone(),
+            field(&value, "rating").clone(),
+            field(&value, "region").clone(),
+            field(&value, "urgent").clone(),
+        ));
+    }
+    got.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(
+        got,
+        vec![
+            (
+                Avro::Long(2),
+                Avro::Long(2),
+                Avro::String("EU".into()),
+                Avro::Boolean(false)
+            ),
+            (
+                Avro::Long(3),
+                Avro::Long(1),
+                Avro::String("US".into()),
+                Avro::Boolean(true)
+            ),
+        ]
+    );
+}
+
+/// A typed format with a column only the data could type is refused before
+/// the worker touches Kafka, naming the field and the CAST to write.
+#[test]
+fn avro_output_without_a_type_is_refused_with_the_cast_to_write() {
+    let path = std::env::temp_dir().join(format!("{}.yaml", unique_name("typed-stream")));
+    std::fs::write(
+        &path,
+        "apiVersion: tributary.dev/v1alpha1\nkind: Stream\nmetadata:\n  name: typed\nspec:\n  sql: SELECT after.region AS region FROM ratings\n  output:\n    topic: out\n    key: [region]\n    format: {key: avro, value: avro}\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tributary-worker"))
+        .args(["validate", "-f"])
+        .arg(&path)
+        .args(["--bootstrap-servers", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spec.output.format.value: avro: the type of column region is only known from the data; write CAST(after.region AS <type>) AS region"),
+        "{stderr}"
+    );
 }

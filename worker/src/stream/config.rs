@@ -14,6 +14,7 @@ use tributary_kafka::KafkaConnection;
 use tributary_registry::RegistryClient;
 use tributary_sql::{Plan, PlanOptions, Projection};
 
+use super::output::OutputLayout;
 use crate::config::{ConfigError, LoadOptions, chosen_cluster, kafka_connection, parse_kind, registry};
 
 /// Everything a worker needs to run a stream.
@@ -33,6 +34,8 @@ pub struct StreamConfig {
     pub kafka: KafkaConnection,
     /// The schema registry, when one is configured.
     pub registry: Option<RegistryClient>,
+    /// Shapes of output keys and values.
+    pub output: OutputLayout,
 }
 
 impl StreamConfig {
@@ -95,11 +98,13 @@ pub fn load(options: &LoadOptions) -> Result<Option<StreamConfig>, ConfigError> 
     let cluster_ref = stream.spec.cluster_ref.as_ref();
     let cluster = chosen_cluster(cluster_ref, &clusters);
     let kafka = kafka_connection(cluster_ref, cluster, &clusters, options)?;
+    let output = &stream.spec.output.format;
     let avro = stream
         .spec
         .inputs
         .iter()
         .flat_map(|i| [i.format.key, i.format.value])
+        .chain([output.key, output.value])
         .any(|f| f == Format::Avro);
     let registry = registry(avro, cluster, options)?;
     let name = stream
@@ -119,6 +124,7 @@ pub fn load(options: &LoadOptions) -> Result<Option<StreamConfig>, ConfigError> 
         id,
         plan: checked.plan,
         output_topic: checked.output_topic,
+        output: checked.output,
         group_id,
         kafka,
         registry,
@@ -133,6 +139,8 @@ pub struct Checked {
     pub plan: Plan,
     /// The output topic.
     pub output_topic: String,
+    /// Shapes of output keys and values.
+    pub output: OutputLayout,
 }
 
 /// Checks the spec and plans its query (pure).
@@ -199,12 +207,6 @@ pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
             format!("{output_topic} is also an input; a stream writing into its own input would loop"),
         ));
     }
-    if [spec.output.format.key, spec.output.format.value] != [Format::Json, Format::Json] {
-        return Err(invalid(
-            "spec.output.format",
-            "only json is supported for stream output so far".to_owned(),
-        ));
-    }
     let columns = plan.column_names();
     for (i, key) in spec.output.key.iter().enumerate() {
         if matches!(plan.projection, Projection::Wildcard) {
@@ -223,7 +225,12 @@ pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
             ));
         }
     }
-    Ok(Checked { plan, output_topic })
+    let output = super::output::layout(&plan, &spec.output)?;
+    Ok(Checked {
+        plan,
+        output_topic,
+        output,
+    })
 }
 
 #[cfg(test)]

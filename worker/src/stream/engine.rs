@@ -41,6 +41,7 @@ use tributary_sql::{
 
 use super::StreamError;
 use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
+use super::output::OutputEncoders;
 use super::state::{self, StateKey, StoredEntry, Task};
 use crate::format::decode::Deserializer;
 use crate::telemetry::StreamCounters;
@@ -67,6 +68,8 @@ pub(crate) struct Setup {
     pub inputs: HashMap<String, InputSetup>,
     /// `spec.output.key`.
     pub output_key: Vec<String>,
+    /// Key and value serialisation.
+    pub output: OutputEncoders,
     /// Names of the GROUP BY values in the default key of aggregates.
     pub group_names: Vec<String>,
     pub exactly_once: bool,
@@ -262,12 +265,17 @@ impl Engine {
                         }
                     }
                 }
-                let key_bytes = if setup.output_key.is_empty() {
-                    message.key().map(<[u8]>::to_vec)
-                } else {
-                    Some(key_of(&row, &setup.output_key))
+                let encoded = setup
+                    .output
+                    .key(&row)
+                    .and_then(|key| Ok((key, setup.output.value(&row)?)));
+                let (key_bytes, out) = match encoded {
+                    Ok((key, value)) => (key.or_else(|| message.key().map(<[u8]>::to_vec)), value),
+                    Err(e) => {
+                        self.skip(message, &e);
+                        return Ok(());
+                    }
                 };
-                let out = serde_json::to_vec(&row).unwrap_or_default();
                 self.send(
                     &setup.output_topic,
                     None,
@@ -465,8 +473,18 @@ impl Engine {
                 && setup.output_key.is_empty()
                 && (old.start, old.end) != (merged.start, merged.end)
             {
-                let retracted = self.default_key(&old, true);
-                self.send(&setup.output_topic, None, Some(&retracted), None, ts)?;
+                match setup
+                    .output
+                    .key(&default_key_fields(&setup.group_names, &old, true))
+                {
+                    Ok(retracted) => {
+                        self.send(&setup.output_topic, None, retracted.as_deref(), None, ts)?;
+                    }
+                    Err(error) => {
+                        // The result it would retract could not have been written either.
+                        tracing::warn!(%error, "the key of a merged session does not fit the output schema");
+                    }
+                }
             }
         }
         Ok(())
@@ -550,28 +568,28 @@ impl Engine {
                 }
             }
         }
-        let key = if setup.output_key.is_empty() {
-            self.default_key(entry, windowed)
+        let default_fields;
+        let key_fields = if setup.output_key.is_empty() {
+            default_fields = default_key_fields(&setup.group_names, entry, windowed);
+            &default_fields
         } else {
-            key_of(&row, &setup.output_key)
+            &row
         };
-        let out = serde_json::to_vec(&row).unwrap_or_default();
-        self.send(&setup.output_topic, None, Some(&key), Some(&out), entry.ts)?;
+        let encoded = setup
+            .output
+            .key(key_fields)
+            .and_then(|key| Ok((key, setup.output.value(&row)?)));
+        let (key, out) = match encoded {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                self.counters.bad_records.inc();
+                tracing::warn!(%error, "a result does not fit the output schema; skipped");
+                return Ok(());
+            }
+        };
+        self.send(&setup.output_topic, None, key.as_deref(), Some(&out), entry.ts)?;
         self.counters.records_out.inc();
         Ok(())
-    }
-
-    /// The default key of an aggregate result: the group values by name, and the window.
-    fn default_key(&self, entry: &StoredEntry, windowed: bool) -> Vec<u8> {
-        let mut key = Map::new();
-        for (name, value) in self.setup.group_names.iter().zip(&entry.groups) {
-            key.insert(name.clone(), value.clone());
-        }
-        if windowed {
-            key.insert("window_start".to_owned(), Value::from(entry.start));
-            key.insert("window_end".to_owned(), Value::from(entry.end));
-        }
-        serde_json::to_vec(&key).unwrap_or_default()
     }
 
     /// Writes state changes (and, for `EMIT CHANGES`, the changed results),
@@ -791,16 +809,18 @@ fn event_time(value: &Value, path: &[String]) -> Result<Option<i64>, String> {
     }
 }
 
-/// The output key from output columns: one column's value, or an object of several.
-fn key_of(row: &Map<String, Value>, columns: &[String]) -> Vec<u8> {
-    if let [only] = columns {
-        return serde_json::to_vec(row.get(only).unwrap_or(&Value::Null)).unwrap_or_default();
+/// The fields of an aggregate result's default key: the group values by
+/// name, and the window.
+fn default_key_fields(group_names: &[String], entry: &StoredEntry, windowed: bool) -> Map<String, Value> {
+    let mut key = Map::new();
+    for (name, value) in group_names.iter().zip(&entry.groups) {
+        key.insert(name.clone(), value.clone());
     }
-    let key: Map<String, Value> = columns
-        .iter()
-        .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Value::Null)))
-        .collect();
-    serde_json::to_vec(&key).unwrap_or_default()
+    if windowed {
+        key.insert("window_start".to_owned(), Value::from(entry.start));
+        key.insert("window_end".to_owned(), Value::from(entry.end));
+    }
+    key
 }
 
 /// Names of GROUP BY values for the default key: the output column showing
@@ -836,15 +856,5 @@ mod tests {
         );
         assert_eq!(event_time(&json!({"after": null}), &path), Ok(None));
         assert!(event_time(&json!({"after": {"ts": "yesterday"}}), &path).is_err());
-    }
-
-    #[test]
-    fn output_keys_are_one_value_or_an_object() {
-        let row: Map<String, Value> = serde_json::from_value(json!({"a": 1, "b": "x"})).unwrap();
-        assert_eq!(key_of(&row, &["b".to_owned()]), b"\"x\"");
-        assert_eq!(
-            key_of(&row, &["b".to_owned(), "a".to_owned()]),
-            br#"{"b":"x","a":1}"#
-        );
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 mod engine;
 mod kafka;
+pub mod output;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,7 @@ use tributary_sql::Projection;
 
 use self::config::StreamConfig;
 use self::engine::{Engine, InputSetup, Setup};
+use self::output::OutputEncoders;
 use crate::delivery::{self, PipelineSettings, TopicCreator};
 use crate::format::decode::Deserializer;
 use crate::runner::{Outcome, RunSettings};
@@ -49,6 +51,14 @@ pub enum StreamError {
     /// The status topic or the HTTP endpoint failed to start.
     #[error("{0}")]
     Setup(String),
+    /// The output schema could not be prepared (registered, for Avro).
+    #[error("output topic {topic}: {source}")]
+    OutputSchema {
+        /// Topic.
+        topic: String,
+        /// Why.
+        source: crate::format::FormatError,
+    },
 }
 
 /// Runs the stream until `shutdown`; a fatal error stops it (the process
@@ -222,7 +232,19 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
             },
         );
     }
+    let output = OutputEncoders::prepare(
+        &config.output,
+        &config.spec().output,
+        config.registry.as_ref(),
+        &config.output_topic,
+    )
+    .await
+    .map_err(|source| StreamError::OutputSchema {
+        topic: config.output_topic.clone(),
+        source,
+    })?;
     Ok(Setup {
+        output,
         group_names: engine::group_names(&plan),
         output_key: config.spec().output.key.clone(),
         output_topic: config.output_topic.clone(),

@@ -5,6 +5,7 @@
 // Test helpers fail loudly, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod avro;
 pub mod debezium;
 pub mod fixtures;
 pub mod process;
