@@ -291,6 +291,59 @@ async fn a_missing_secret_is_named_with_its_field_and_bad_manifests_are_refused(
     harness.cleanup().await;
 }
 
+/// The worker's own config checks run at reconcile, with the referenced
+/// Secrets' values: a CA that is not PEM is Stalled naming the field (and
+/// never the value) before any Deployment exists; fixing the config runs it.
+#[tokio::test]
+async fn a_worker_config_error_is_stalled_with_its_field_before_any_pod() {
+    let mut harness = Harness::new("e2e-conn-config").await;
+    harness.start_operator();
+    harness
+        .apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: search-ca\nstringData:\n  ca.crt: not-a-certificate-4711\n")
+        .await
+        .unwrap();
+    let topic = unique_name("conn-config");
+    let connector = |tls: &str| {
+        format!(
+            "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: search\nspec:\n  sink:\n    topics: [{topic}]\n    opensearch:\n      url: https://search.example:9200\n      index: ratings\n{tls}"
+        )
+    };
+    harness
+        .apply(&connector(
+            "      tls:\n        caSecretRef: {name: search-ca, key: ca.crt}\n",
+        ))
+        .await
+        .unwrap();
+    let stalled = harness
+        .wait_for::<Connector>("search", "Stalled: InvalidSpec", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|x| x.type_ == "Stalled" && x.status == "True" && x.reason == "InvalidSpec")
+            })
+        })
+        .await;
+    let (_, _, message) = condition(Some(&stalled.status.unwrap().conditions), "Stalled").unwrap();
+    assert!(
+        message.contains("spec.sink.opensearch.tls.caSecretRef") && message.contains("PEM"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("4711"),
+        "a secret value leaked into status: {message}"
+    );
+    let deployments: Api<Deployment> = harness.api();
+    assert!(deployments.get_opt("search-connector").await.unwrap().is_none());
+
+    harness.apply(&connector("")).await.unwrap();
+    eventually("deployment once the config is valid", CONVERGE, || async {
+        Ok(deployments.get_opt("search-connector").await?)
+    })
+    .await
+    .unwrap();
+    harness.cleanup().await;
+}
+
 /// `state: Stopped` scales the workers to zero and is Ready with reason Stopped.
 async fn assert_stopped_scales_to_zero(harness: &Harness, name: &str, topic: &str) {
     let deployments: Api<Deployment> = harness.api();

@@ -20,6 +20,22 @@ fn stream_yaml(name: &str, sql: &str) -> String {
     )
 }
 
+/// Waits until Stream `name` is Stalled for `reason`; returns the message.
+async fn stalled_message(harness: &Harness, name: &str, reason: &str) -> String {
+    let stream = harness
+        .wait_for::<Stream>(name, &format!("Stalled: {reason}"), |s| {
+            s.status.as_ref().is_some_and(|st| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.reason == reason)
+            })
+        })
+        .await;
+    condition(Some(&stream.status.unwrap().conditions), "Stalled")
+        .unwrap()
+        .2
+}
+
 #[tokio::test]
 async fn invalid_sql_stalls_with_its_position_and_valid_sql_runs() {
     let mut harness = Harness::new("e2e-stream").await;
@@ -32,19 +48,28 @@ async fn invalid_sql_stalls_with_its_position_and_valid_sql_runs() {
         ))
         .await
         .unwrap();
-    let broken = harness
-        .wait_for::<Stream>("broken", "Stalled: InvalidSql", |s| {
-            s.status.as_ref().is_some_and(|st| {
-                st.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Stalled" && c.reason == "InvalidSql")
-            })
-        })
-        .await;
-    let (_, _, message) = condition(Some(&broken.status.unwrap().conditions), "Stalled").unwrap();
+    let message = stalled_message(&harness, "broken", "InvalidSql").await;
     assert!(message.starts_with("spec.sql: line 4, column"), "{message}");
     let deployments: Api<Deployment> = harness.api();
     assert!(deployments.get_opt("broken-stream").await.unwrap().is_none());
+
+    // Checks beyond the SQL are the worker's too: Avro output needs typed columns.
+    harness
+        .apply(&format!(
+            "{}  output:\n    format: {{value: avro}}\n",
+            stream_yaml(
+                "untyped",
+                "INSERT INTO typed\nSELECT after.rating AS rating\nFROM ratings"
+            )
+        ))
+        .await
+        .unwrap();
+    let message = stalled_message(&harness, "untyped", "InvalidSpec").await;
+    assert!(
+        message.starts_with("spec.output.format.value: avro: the type of column rating is only known from the data; write CAST(after.rating AS <type>) AS rating"),
+        "{message}"
+    );
+    assert!(deployments.get_opt("untyped-stream").await.unwrap().is_none());
 
     harness
         .apply(&stream_yaml(

@@ -70,6 +70,7 @@ impl ConfigArgs {
             schema_registry_url: self.schema_registry_url.clone(),
             secrets: SecretResolver {
                 dir: self.secrets_dir.clone(),
+                ..SecretResolver::default()
             },
         }
     }

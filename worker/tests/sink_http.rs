@@ -446,6 +446,7 @@ async fn a_secret_header_is_sent_but_never_logged() {
     std::fs::write(dir.join(&name).join("token"), format!("{secret}\n")).unwrap();
     let resolver = SecretResolver {
         dir: Some(dir.clone()),
+        ..SecretResolver::default()
     };
 
     let logs = Logs::default();
@@ -526,6 +527,7 @@ async fn https_to_a_webhook_signed_by_a_private_ca() {
     let read = |file: &str| std::fs::read_to_string(dir.join("pki").join(file)).unwrap();
     let resolver = SecretResolver {
         dir: Some(dir.clone()),
+        ..SecretResolver::default()
     };
     let (receiver, addr) = Receiver::start_https(identity).await;
     let https = |tls: Option<SinkTls>| {

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use tributary_api::connector::PostgresSource;
 use tributary_api::workload::default_group_id;
 use tributary_api::{ClusterRef, Connector, DesiredState, Lineage, PodTemplate, WorkloadStatus};
+use tributary_worker::config::SecretResolver;
 
 use super::Failure;
 use super::workload::Workload;
@@ -54,6 +55,12 @@ impl Workload for Connector {
 
     fn validate(&self) -> Result<Lineage, Failure> {
         Ok(lineage(self))
+    }
+
+    fn validate_worker_config(&self, secrets: &SecretResolver) -> Result<(), Failure> {
+        tributary_worker::config::validate_role(self, secrets)
+            .map(drop)
+            .map_err(|e| Failure::stalled("InvalidSpec", e.to_string()))
     }
 
     fn cdc_source(&self) -> Option<&PostgresSource> {

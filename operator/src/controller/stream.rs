@@ -4,13 +4,11 @@
 //! sharing a consumer group (see [`super::workload`]), with the group's lag
 //! and the query's topics in status.
 
-use std::collections::BTreeMap;
-
 use kube::ResourceExt;
 use tributary_api::connector::PostgresSource;
 use tributary_api::workload::default_group_id;
 use tributary_api::{ClusterRef, DesiredState, Lineage, PodTemplate, Stream, WorkloadStatus};
-use tributary_sql::PlanOptions;
+use tributary_worker::config::{ConfigError, SecretResolver};
 
 use super::Failure;
 use super::workload::Workload;
@@ -56,43 +54,29 @@ impl Workload for Stream {
         lineage(self)
     }
 
+    fn validate_worker_config(&self, _secrets: &SecretResolver) -> Result<(), Failure> {
+        // Everything, SQL included, was checked by `validate` (no secrets involved).
+        Ok(())
+    }
+
     fn cdc_source(&self) -> Option<&PostgresSource> {
         None
     }
 }
 
-/// Plans the query and returns the topics it reads and writes; an invalid
-/// query is a Stalled `InvalidSql` naming line and column.
+/// Checks the stream as its workers will (the same planner and checks) and
+/// returns the topics it reads and writes; an invalid query is a Stalled
+/// `InvalidSql` naming line and column, any other bad field `InvalidSpec`.
 pub fn lineage(stream: &Stream) -> Result<Lineage, Failure> {
-    let options = PlanOptions {
-        timestamp_fields: stream
-            .spec
-            .inputs
-            .iter()
-            .filter_map(|i| i.timestamp_field.clone().map(|f| (i.topic.clone(), f)))
-            .collect::<BTreeMap<_, _>>(),
-    };
-    let plan = tributary_sql::parse_and_plan(&stream.spec.sql, &options)
-        .map_err(|e| Failure::stalled("InvalidSql", format!("spec.sql: {e}")))?;
-    let output = match (plan.output_topic(), stream.spec.output.topic.as_deref()) {
-        (Some(sql), Some(spec)) if sql != spec => {
-            return Err(Failure::stalled(
-                "InvalidSpec",
-                format!(
-                    "spec.output.topic {spec:?} differs from the query's INSERT INTO {sql:?}; set one of them"
-                ),
-            ));
-        }
-        (Some(topic), _) | (None, Some(topic)) => topic.to_owned(),
-        (None, None) => {
-            return Err(Failure::stalled(
-                "InvalidSpec",
-                "spec.output.topic is not set and the query has no INSERT INTO <topic>",
-            ));
-        }
-    };
+    let checked = tributary_worker::stream::config::validate(stream).map_err(|error| {
+        let reason = match &error {
+            ConfigError::Invalid { field, .. } if field == "spec.sql" => "InvalidSql",
+            _ => "InvalidSpec",
+        };
+        Failure::stalled(reason, error.to_string())
+    })?;
     Ok(Lineage {
-        reads: plan.input_topics(),
-        writes: vec![output],
+        reads: checked.plan.input_topics(),
+        writes: vec![checked.output_topic],
     })
 }

@@ -894,6 +894,7 @@ spec:
         std::fs::write(dir.join("cfg-test-pg").join("password"), "hunter2").unwrap();
         let resolver = SecretResolver {
             dir: Some(dir.clone()),
+            ..SecretResolver::default()
         };
         let Source::Postgres(pg) = validate(&connectors[0], &resolver).unwrap() else {
             panic!()

@@ -6,19 +6,41 @@
 //!    ([`SecretKeyRef::env_var`]); the operator sets it from the Secret with
 //!    `valueFrom.secretKeyRef`, so values never pass through a ConfigMap;
 //! 2. the file `<secrets dir>/pg/password`, the layout Kubernetes uses when a
-//!    Secret is mounted as a volume (and easy to lay out by hand).
+//!    Secret is mounted as a volume (and easy to lay out by hand);
+//! 3. values given in memory: the operator checks a Connector's config with
+//!    the Secrets it read from the apiserver, before any worker starts.
 //!
 //! Errors name the reference and where it was looked for, never a value.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tributary_api::SecretKeyRef;
 
 /// Where secret values come from.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct SecretResolver {
     /// Directory holding `<secret name>/<key>` files, if any.
     pub dir: Option<PathBuf>,
+    /// Values by `(secret name, key)`, looked up first.
+    pub values: BTreeMap<(String, String), String>,
+}
+
+impl std::fmt::Debug for SecretResolver {
+    // Names and keys only: values never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretResolver")
+            .field("dir", &self.dir)
+            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretResolver {
+    /// A resolver of the given values only (no environment, no files).
+    pub fn from_values(values: BTreeMap<(String, String), String>) -> Self {
+        Self { dir: None, values }
+    }
 }
 
 /// A secret reference that could not be resolved.
@@ -40,6 +62,9 @@ pub struct SecretError {
 impl SecretResolver {
     /// The value of `reference`, read for the config field `field`.
     pub fn resolve(&self, field: &str, reference: &SecretKeyRef) -> Result<String, SecretError> {
+        if let Some(value) = self.values.get(&(reference.name.clone(), reference.key.clone())) {
+            return Ok(value.clone());
+        }
         let env_var = reference.env_var();
         if let Ok(value) = std::env::var(&env_var) {
             return Ok(value);
@@ -75,6 +100,7 @@ mod tests {
         std::fs::write(dir.join("pg-file").join("password"), "s3cret\n").unwrap();
         let resolver = SecretResolver {
             dir: Some(dir.clone()),
+            ..SecretResolver::default()
         };
         let reference = SecretKeyRef {
             name: "pg-file".into(),
@@ -88,6 +114,7 @@ mod tests {
     fn a_missing_secret_names_the_field_and_where_it_was_looked_for() {
         let resolver = SecretResolver {
             dir: Some(PathBuf::from("/nonexistent")),
+            ..SecretResolver::default()
         };
         let reference = SecretKeyRef {
             name: "absent-secret".into(),

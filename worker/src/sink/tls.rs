@@ -160,6 +160,7 @@ mod tests {
         (
             SecretResolver {
                 dir: Some(dir.clone()),
+                ..SecretResolver::default()
             },
             dir,
         )

@@ -42,6 +42,8 @@ use tributary_api::{
 };
 use tributary_kafka::{KafkaConnection, StatusTail};
 
+use tributary_worker::config::SecretResolver;
+
 use self::build::{Children, WorkloadInput};
 use self::observe::{Observation, PodFacts};
 use super::{Failure, ReconcileError, Shutdown};
@@ -87,6 +89,10 @@ pub trait Workload:
     /// Checks what the apiserver cannot (e.g. SQL) and returns the topics
     /// read and written; an error is a Stalled reason and message.
     fn validate(&self) -> Result<Lineage, Failure>;
+    /// Checks the worker config exactly as the worker will when it starts
+    /// (with the referenced Secrets' values), so a bad config is Stalled
+    /// with the field named before any pod crash-loops on it.
+    fn validate_worker_config(&self, secrets: &SecretResolver) -> Result<(), Failure>;
     /// The Postgres CDC source whose replication slot the workers hold.
     fn cdc_source(&self) -> Option<&PostgresSource>;
 }
@@ -413,12 +419,14 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
     // validate (pure)
     let lineage = obj.validate().map_err(|f| (f, Ok(())))?;
     let refs = secrets::references(obj, &cluster);
-    let versions = secrets::versions(&context.client, &namespace, &refs)
+    let read_secrets = secrets::read(&context.client, &namespace, &refs)
         .await
         .map_err(|f| {
             let message = f.message.clone();
             (f, Err(message))
         })?;
+    obj.validate_worker_config(&SecretResolver::from_values(read_secrets.values))
+        .map_err(|f| (f, Ok(())))?;
     let dependencies = dependencies(context, &cluster, &namespace, &lineage).await;
 
     // build (pure)
@@ -438,7 +446,7 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
         config_yaml,
         config_for_hash,
         secret_refs: refs.into_iter().map(|(_, r)| r).collect(),
-        secret_versions: versions,
+        secret_versions: read_secrets.versions,
         replicas: desired_replicas,
         template: obj.template().cloned(),
         default_image: context.settings.worker_image.clone(),

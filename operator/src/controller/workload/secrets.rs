@@ -67,13 +67,32 @@ fn walk(value: &serde_json::Value, path: &str, found: &mut Vec<(String, SecretKe
     }
 }
 
-/// `<name>@<resourceVersion>` of each referenced Secret, after checking the
-/// referenced keys exist.
-pub async fn versions(
+/// The referenced Secrets, read once per reconcile.
+#[derive(Default)]
+pub struct ReadSecrets {
+    /// `<name>@<resourceVersion>` of each (rolls the pods when one changes).
+    pub versions: Vec<String>,
+    /// The referenced values by `(secret name, key)`: only to check the
+    /// worker config as the worker will (never written anywhere).
+    pub values: BTreeMap<(String, String), String>,
+}
+
+impl std::fmt::Debug for ReadSecrets {
+    // Names and keys only: values never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSecrets")
+            .field("versions", &self.versions)
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Reads each referenced Secret, after checking the referenced keys exist.
+pub async fn read(
     client: &kube::Client,
     namespace: &str,
     refs: &[(String, SecretKeyRef)],
-) -> Result<Vec<String>, Failure> {
+) -> Result<ReadSecrets, Failure> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut secrets: BTreeMap<String, Option<Secret>> = BTreeMap::new();
     for (field, reference) in refs {
@@ -116,12 +135,35 @@ pub async fn versions(
             Some(true) => {}
         }
     }
-    Ok(secrets
+    let mut read = ReadSecrets::default();
+    for (_, reference) in refs {
+        let Some(Some(secret)) = secrets.get(&reference.name) else {
+            continue;
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(&reference.key))
+                    .cloned()
+            });
+        if let Some(value) = value {
+            read.values
+                .insert((reference.name.clone(), reference.key.clone()), value);
+        }
+    }
+    read.versions = secrets
         .into_iter()
         .filter_map(|(name, secret)| {
             secret.map(|s| format!("{name}@{}", s.resource_version().unwrap_or_default()))
         })
-        .collect())
+        .collect();
+    Ok(read)
 }
 
 #[cfg(test)]

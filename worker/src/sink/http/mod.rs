@@ -364,6 +364,7 @@ mod tests {
             spec,
             &SecretResolver {
                 dir: Some(dir.clone()),
+                ..SecretResolver::default()
             },
         )
         .unwrap();
