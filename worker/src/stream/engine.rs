@@ -74,6 +74,8 @@ pub(crate) struct Setup {
     pub group_names: Vec<String>,
     pub exactly_once: bool,
     pub kafka: KafkaConnection,
+    /// The query reads `ROWKEY` (else keys are not decoded).
+    pub reads_row_key: bool,
 }
 
 /// The running query; shared with the consumer's rebalance callbacks.
@@ -85,7 +87,8 @@ pub(crate) struct Engine {
     runtime: tokio::runtime::Handle,
     in_transaction: bool,
     /// Next offset to commit, per partition processed since the last commit.
-    positions: HashMap<(String, i32), i64>,
+    /// Topic → partition → offset (nested so the hot path allocates no key).
+    positions: HashMap<String, HashMap<i32, i64>>,
     /// Aggregate state per repartition partition owned.
     tasks: HashMap<i32, Task>,
     last_warning: Option<Instant>,
@@ -181,8 +184,16 @@ impl Engine {
     #[allow(clippy::too_many_lines)] // decode, filter, then one arm per projection kind
     pub fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
         let topic = message.topic();
-        self.positions
-            .insert((topic.to_owned(), message.partition()), message.offset() + 1);
+        let next = message.offset() + 1;
+        match self.positions.get_mut(topic) {
+            Some(partitions) => {
+                partitions.insert(message.partition(), next);
+            }
+            None => {
+                self.positions
+                    .insert(topic.to_owned(), HashMap::from([(message.partition(), next)]));
+            }
+        }
         if self.setup.repartition_topic.as_deref() == Some(topic) {
             return self.process_grouped(message);
         }
@@ -190,7 +201,8 @@ impl Engine {
         let Some(payload) = message.payload() else {
             return Ok(()); // a tombstone deletes nothing in a stream
         };
-        let Some(input) = self.setup.inputs.get(topic).cloned() else {
+        let setup = Arc::clone(&self.setup);
+        let Some(input) = setup.inputs.get(topic) else {
             return Ok(());
         };
         let value = match decode(&self.runtime, &input.value, input.value_format, Some(payload)) {
@@ -202,6 +214,8 @@ impl Engine {
             }
         };
         let key = match message.key() {
+            // Decoded only when the query reads ROWKEY (a JSON parse per record otherwise).
+            _ if !setup.reads_row_key => Value::Null,
             None => Value::Null,
             Some(bytes) => match decode(&self.runtime, &input.key, input.key_format, Some(bytes)) {
                 Ok(key) => key.unwrap_or(Value::Null),
@@ -221,7 +235,6 @@ impl Engine {
                 }
             },
         };
-        let setup = Arc::clone(&self.setup);
         let ctx = Context {
             rows: [Some(&value), None],
             key: &key,
@@ -597,14 +610,16 @@ impl Engine {
     /// exactly-once, after the producer's flush otherwise.
     pub fn commit(&mut self, consumer: &BaseConsumer<GroupCallbacks>) -> Result<(), StreamError> {
         self.flush_state()?;
-        if self.positions.is_empty() && !self.in_transaction {
+        if self.positions.values().all(HashMap::is_empty) && !self.in_transaction {
             return Ok(());
         }
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.positions {
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .map_err(|e| StreamError::Kafka(e.to_string()))?;
+        for (topic, partitions) in &self.positions {
+            for (partition, offset) in partitions {
+                offsets
+                    .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(|e| StreamError::Kafka(e.to_string()))?;
+            }
         }
         let timeout = Duration::from_mins(1);
         let started = Instant::now();
@@ -645,11 +660,13 @@ impl Engine {
             )));
         }
         tracing::debug!(
-            partitions = self.positions.len(),
+            partitions = offsets.count(),
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "committed"
         );
-        self.positions.clear();
+        for partitions in self.positions.values_mut() {
+            partitions.clear();
+        }
         self.counters.commits.inc();
         Ok(())
     }
@@ -702,7 +719,9 @@ impl Engine {
     /// Partitions leave this worker (after [`Engine::commit`]): forget their state.
     pub fn revoke(&mut self, partitions: &[(String, i32)]) {
         for (topic, partition) in partitions {
-            self.positions.remove(&(topic.clone(), *partition));
+            if let Some(positions) = self.positions.get_mut(topic) {
+                positions.remove(partition);
+            }
             if self.setup.repartition_topic.as_deref() == Some(topic.as_str()) {
                 self.tasks.remove(partition);
             }
@@ -823,6 +842,29 @@ fn default_key_fields(group_names: &[String], entry: &StoredEntry, windowed: boo
     key
 }
 
+/// Whether any expression of `plan` reads `ROWKEY`.
+pub(crate) fn reads_row_key(plan: &Plan) -> bool {
+    let mut exprs: Vec<&Expr> = plan.filter.iter().collect();
+    match &plan.projection {
+        Projection::Wildcard => {}
+        Projection::Columns(columns) => exprs.extend(columns.iter().map(|c| &c.expr)),
+        Projection::Aggregate(aggregation) => {
+            exprs.extend(aggregation.group_by.iter());
+            exprs.extend(aggregation.calls.iter().filter_map(|c| c.arg.as_ref()));
+            exprs.extend(aggregation.having.iter());
+            exprs.extend(aggregation.columns.iter().map(|c| &c.expr));
+        }
+    }
+    if let Some(join) = &plan.join {
+        exprs.extend([&join.left_key, &join.right_key]);
+    }
+    let mut found = false;
+    for expr in exprs {
+        expr.walk(&mut |e| found |= matches!(e, Expr::Meta(tributary_sql::Meta::RowKey)));
+    }
+    found
+}
+
 /// Names of GROUP BY values for the default key: the output column showing
 /// the group, else `group<n>`.
 pub(crate) fn group_names(plan: &Plan) -> Vec<String> {
@@ -845,6 +887,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn row_keys_are_decoded_only_for_queries_reading_them() {
+        let plan =
+            |sql: &str| tributary_sql::parse_and_plan(sql, &tributary_sql::PlanOptions::default()).unwrap();
+        assert!(!reads_row_key(&plan(
+            "SELECT after.a AS a FROM t WHERE after.b > 1"
+        )));
+        assert!(reads_row_key(&plan("SELECT ROWKEY AS k FROM t")));
+        assert!(reads_row_key(&plan(
+            "SELECT after.a AS a FROM t WHERE ROWKEY = 'x'"
+        )));
+        assert!(reads_row_key(&plan(
+            "SELECT COUNT(*) AS n FROM t GROUP BY ROWKEY"
+        )));
+    }
 
     #[test]
     fn event_time_reads_milliseconds_or_rfc3339_and_falls_back_when_missing() {

@@ -244,6 +244,7 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
         source,
     })?;
     Ok(Setup {
+        reads_row_key: engine::reads_row_key(&plan),
         output,
         group_names: engine::group_names(&plan),
         output_key: config.spec().output.key.clone(),
