@@ -42,6 +42,7 @@ use tributary_sql::{
 use super::StreamError;
 use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
 use super::output::OutputEncoders;
+use super::prune::Fields;
 use super::state::{self, StateKey, StoredEntry, Task};
 use crate::format::decode::Deserializer;
 use crate::telemetry::StreamCounters;
@@ -54,6 +55,8 @@ pub(crate) struct InputSetup {
     pub key_format: Format,
     pub value_format: Format,
     pub timestamp_field: Option<Vec<String>>,
+    /// What the query reads of JSON values (the rest is not parsed).
+    pub fields: Fields,
 }
 
 /// What does not change while the stream runs.
@@ -205,7 +208,16 @@ impl Engine {
         let Some(input) = setup.inputs.get(topic) else {
             return Ok(());
         };
-        let value = match decode(&self.runtime, &input.value, input.value_format, Some(payload)) {
+        let decoded = if input.value_format == Format::Json {
+            input
+                .fields
+                .parse(payload)
+                .map(Some)
+                .map_err(|e| format!("not JSON: {e}"))
+        } else {
+            decode(&self.runtime, &input.value, input.value_format, Some(payload))
+        };
+        let value = match decoded {
             Ok(Some(value)) => value,
             Ok(None) => return Ok(()),
             Err(why) => {

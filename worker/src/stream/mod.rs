@@ -10,6 +10,7 @@ pub mod config;
 mod engine;
 mod kafka;
 pub mod output;
+mod prune;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,7 @@ use tributary_sql::Projection;
 use self::config::StreamConfig;
 use self::engine::{Engine, InputSetup, Setup};
 use self::output::OutputEncoders;
+use self::prune::Fields;
 use crate::delivery::{self, PipelineSettings, TopicCreator};
 use crate::format::decode::Deserializer;
 use crate::runner::{Outcome, RunSettings};
@@ -219,8 +221,14 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
         (None, None)
     };
     let mut inputs = HashMap::new();
-    for source in &plan.sources {
+    for (index, source) in plan.sources.iter().enumerate() {
         let input = config.input(&source.topic);
+        // A topic read twice (a self-join) is parsed whole.
+        let fields = if plan.sources.iter().filter(|s| s.topic == source.topic).count() > 1 {
+            Fields::whole()
+        } else {
+            Fields::of_input(&plan, index)
+        };
         inputs.insert(
             source.topic.clone(),
             InputSetup {
@@ -229,6 +237,7 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
                 key_format: input.format.key,
                 value_format: input.format.value,
                 timestamp_field: source.timestamp_field.clone(),
+                fields,
             },
         );
     }
