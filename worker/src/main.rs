@@ -6,6 +6,8 @@
 //! replication slot (and optionally the publication) of a Postgres source.
 //! A sink connector that stops on a bad record (`spec.errors.tolerance:
 //! None`) or a fatal target error exits non-zero, its error in the status.
+//! Connectors and streams alike follow `spec.state` in their config files
+//! live ([`lifecycle`]): Paused stops the run and keeps the process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -181,14 +183,13 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             tokio::spawn(stop_on_signal(shutdown.clone()));
             if let Some(stream) = stream {
                 tracing::info!(stream = %stream.id, version = tributary_worker::VERSION, "starting");
-                stream::run(&stream, &settings, shutdown).await?;
-                tracing::info!("stopped");
+                run_following_state(&config, stream, settings, shutdown).await?;
                 return Ok(ExitCode::SUCCESS);
             }
             let loaded = config.load()?;
             tracing::info!(connector = %loaded.id, version = tributary_worker::VERSION, "starting");
             // Boxed: the connector run is a large future (clippy::large_futures).
-            Box::pin(run_connector(&config, loaded, settings, shutdown)).await?;
+            Box::pin(run_following_state(&config, loaded, settings, shutdown)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
@@ -233,13 +234,55 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs a connector until stopped or completed, following `spec.state` in
-/// its config files: not `Running` → the run stops (everything acknowledged
-/// is committed) and the worker waits, still serving its health endpoint,
-/// until `Running` again, then reloads the config and runs again.
-async fn run_connector(
+/// What `run` runs between pauses: a connector or a stream.
+trait Workload {
+    /// Runs until `stop` is cancelled or the work is done.
+    async fn run(&self, settings: &RunSettings, stop: CancellationToken) -> anyhow::Result<Outcome>;
+    /// Writes `state` to the status topic (no run is writing it then).
+    async fn report_state(&self, settings: &RunSettings, telemetry: &Telemetry, state: &str);
+    /// Reads the config files again: the resource may have changed while paused.
+    fn reload(args: &ConfigArgs) -> anyhow::Result<Self>
+    where
+        Self: Sized;
+}
+
+impl Workload for config::WorkerConfig {
+    async fn run(&self, settings: &RunSettings, stop: CancellationToken) -> anyhow::Result<Outcome> {
+        Ok(Box::pin(runner::run(self, settings, stop)).await?)
+    }
+
+    async fn report_state(&self, settings: &RunSettings, _: &Telemetry, state: &str) {
+        runner::report_state(self, settings, state).await;
+    }
+
+    fn reload(args: &ConfigArgs) -> anyhow::Result<Self> {
+        args.load()
+    }
+}
+
+impl Workload for stream::config::StreamConfig {
+    async fn run(&self, settings: &RunSettings, stop: CancellationToken) -> anyhow::Result<Outcome> {
+        Ok(stream::run(self, settings, stop).await?)
+    }
+
+    async fn report_state(&self, settings: &RunSettings, telemetry: &Telemetry, state: &str) {
+        stream::report_state(self, settings, telemetry, state).await;
+    }
+
+    fn reload(args: &ConfigArgs) -> anyhow::Result<Self> {
+        args.load_stream()?
+            .context("the config files no longer hold a Stream")
+    }
+}
+
+/// Runs a connector or stream until stopped or completed, following
+/// `spec.state` in its config files: not `Running` → the run stops
+/// (everything acknowledged is committed; a stream's open transaction too)
+/// and the worker waits, still serving its health endpoint, until `Running`
+/// again, then reloads the config and runs again from the committed offsets.
+async fn run_following_state<W: Workload>(
     args: &ConfigArgs,
-    mut config: config::WorkerConfig,
+    mut workload: W,
     settings: RunSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -265,7 +308,7 @@ async fn run_connector(
     loop {
         if *desired.borrow() != DesiredState::Running {
             telemetry.set_state("Paused");
-            runner::report_state(&config, &settings, "Paused").await;
+            workload.report_state(&settings, &telemetry, "Paused").await;
             tracing::info!("paused (spec.state)");
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -276,7 +319,7 @@ async fn run_connector(
                 }
             }
             tracing::info!("resuming (spec.state: Running)");
-            config = args.load()?;
+            workload = W::reload(args)?;
             continue;
         }
         let run = shutdown.child_token();
@@ -288,7 +331,7 @@ async fn run_connector(
                 }
             })
         };
-        let outcome = runner::run(&config, &settings, run).await;
+        let outcome = workload.run(&settings, run).await;
         pause.abort();
         match outcome? {
             Outcome::Completed => {

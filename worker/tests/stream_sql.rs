@@ -505,24 +505,8 @@ EMIT FINAL";
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_windowed_aggregate_exactly_once_changes_nothing() {
     let s = StreamFixture::new("stream-eos", 3).await;
-    let second = 1000;
-    let batch = |from: u32, to: u32| -> Vec<(Option<&'static str>, Value)> {
-        (from..to)
-            .map(|i| {
-                let region = ["eu", "us", "apac"][i as usize % 3];
-                (
-                    Some("k"),
-                    rating(i, region, i64::from(i % 5) + 1, T0 + i64::from(i) * 100),
-                )
-            })
-            .collect()
-    };
-    let sql = "INSERT INTO {out}
-SELECT after.region AS region, WINDOWSTART AS window_start, COUNT(*) AS ratings, SUM(after.rating) AS stars
-FROM {in}
-WINDOW TUMBLING (SIZE 10 SECONDS)
-GROUP BY after.region
-EMIT FINAL";
+    let sql = TEN_SECOND_COUNTS;
+    let batch = ratings_100ms_apart;
     // 3000 ratings, 100 ms apart: 30 windows of 10 s per region.
     s.produce(&batch(0, 1500)).await;
     let host = unique_name("w");
@@ -541,9 +525,7 @@ EMIT FINAL";
     }
     worker.kill9();
     s.produce(&batch(1500, 3000)).await;
-    // One rating per region far ahead closes every window.
-    s.produce(&["eu", "us", "apac"].map(|r| (Some("k"), rating(9999, r, 1, T0 + 3600 * second))))
-        .await;
+    s.produce(&window_closers()).await;
     let mut restarted = s.start(&yaml, &host, "off");
     let interrupted = values(&s.wait_for(&s.output, 90, &mut restarted).await);
     assert!(restarted.stop(), "graceful stop; log:\n{}", restarted.log_text());
@@ -578,6 +560,142 @@ EMIT FINAL";
     assert_eq!(by_window.len(), 90, "one result per region and window");
     assert!(by_window.values().all(|n| *n == 33 || *n == 34), "{by_window:?}");
     assert_eq!(sorted(interrupted), sorted(expected));
+}
+
+/// Counts and stars per region per 10 s tumbling window, final results only.
+const TEN_SECOND_COUNTS: &str = "INSERT INTO {out}
+SELECT after.region AS region, WINDOWSTART AS window_start, COUNT(*) AS ratings, SUM(after.rating) AS stars
+FROM {in}
+WINDOW TUMBLING (SIZE 10 SECONDS)
+GROUP BY after.region
+EMIT FINAL";
+
+/// Ratings `from..to`, 100 ms apart from `T0`, regions in turn, all with key
+/// `k` (one partition, so event time only moves forward).
+fn ratings_100ms_apart(from: u32, to: u32) -> Vec<(Option<&'static str>, Value)> {
+    (from..to)
+        .map(|i| {
+            let region = ["eu", "us", "apac"][i as usize % 3];
+            (
+                Some("k"),
+                rating(i, region, i64::from(i % 5) + 1, T0 + i64::from(i) * 100),
+            )
+        })
+        .collect()
+}
+
+/// One rating per region an hour ahead: closes every window before it.
+fn window_closers() -> [(Option<&'static str>, Value); 3] {
+    ["eu", "us", "apac"].map(|r| (Some("k"), rating(9999, r, 1, T0 + 3600 * 1000)))
+}
+
+/// `spec.state: Paused` written into a running stream's config file (as
+/// kubelet updates a mounted ConfigMap): the process and its health endpoint
+/// stay up, the status says Paused, no offset moves and nothing is produced;
+/// `Running` again continues from the committed offsets with the windows'
+/// state restored — under exactly-once every window is counted once, in full.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_stream_moves_nothing_and_resumes_where_it_stopped() {
+    let s = StreamFixture::new("stream-pause", 3).await;
+    let bootstrap = s.fx.endpoints.kafka_bootstrap.clone();
+    let group = format!("tributary-{}-paused", s.fx.name);
+    let committed_now = || {
+        let (bootstrap, group, input) = (bootstrap.clone(), group.clone(), s.input().to_owned());
+        tokio::task::spawn_blocking(move || committed(&bootstrap, &group, &input, 3))
+    };
+    let running = s.yaml(
+        "paused",
+        TEN_SECOND_COUNTS,
+        "  processingGuarantee: ExactlyOnce\n",
+    );
+    let paused = running.replace("spec:\n", "spec:\n  state: Paused\n");
+    assert_ne!(paused, running);
+    let http = free_addr();
+    s.produce(&ratings_100ms_apart(0, 1500)).await;
+    let mut worker = s.start(&running, &unique_name("w"), &http);
+    // Every rating so far processed (offsets committed with the transaction).
+    let deadline = Instant::now() + WAIT;
+    while committed_now().await.unwrap() < 1500 {
+        assert!(
+            Instant::now() < deadline && worker.running(),
+            "not all processed; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    std::fs::write(&worker.config, &paused).unwrap();
+    let status_key = format!("{}-paused", s.fx.name);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = read_all(&bootstrap, &s.fx.status_topic)
+            .await
+            .into_iter()
+            .rev()
+            .find(|r| r.key.as_deref() == Some(status_key.as_bytes()))
+            .map(|r| serde_json::from_slice::<Value>(r.value.as_deref().unwrap()).unwrap());
+        if status.is_some_and(|s| s["state"] == "Paused") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && worker.running(),
+            "never Paused; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let output_at_pause = read_all(&bootstrap, &s.output).await.len();
+    assert!(
+        output_at_pause > 0,
+        "closed windows were written before the pause"
+    );
+    s.produce(&ratings_100ms_apart(1500, 3000)).await;
+    s.produce(&window_closers()).await;
+    // Well beyond the commit interval (100 ms) and the state poll (2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        committed_now().await.unwrap(),
+        1500,
+        "no offset moved while paused"
+    );
+    assert_eq!(
+        read_all(&bootstrap, &s.output).await.len(),
+        output_at_pause,
+        "nothing produced while paused"
+    );
+    assert!(worker.running(), "the process stays up");
+    let health = reqwest::get(format!("http://{http}/healthz")).await.unwrap();
+    assert!(
+        health.status().is_success(),
+        "healthz while paused: {}",
+        health.status()
+    );
+    assert_eq!(metric(&http, "stream_records_in").await, 1500);
+
+    std::fs::write(&worker.config, &running).unwrap();
+    let results = values(&s.wait_for(&s.output, 90, &mut worker).await);
+    let mut per_window: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for row in &results {
+        let key = (
+            row["region"].as_str().unwrap().to_owned(),
+            row["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            per_window.insert(key, row["ratings"].as_i64().unwrap()).is_none(),
+            "one result per window: {row}"
+        );
+    }
+    assert_eq!(
+        per_window.values().sum::<i64>(),
+        3000,
+        "every rating counted once"
+    );
+    assert!(
+        per_window.values().all(|n| *n == 33 || *n == 34),
+        "{per_window:?}"
+    );
+    assert!(worker.log_text().contains("resuming"), "{}", worker.log_text());
+    assert!(worker.stop(), "graceful stop; log:\n{}", worker.log_text());
 }
 
 /// Two workers of one stream share the partitions; one joins and the other

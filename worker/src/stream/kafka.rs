@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -21,8 +22,9 @@ use super::engine::Engine;
 /// Outcome of deliveries, written by librdkafka's delivery callback.
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryState {
-    /// Records acknowledged.
-    pub acked: AtomicU64,
+    /// Records acknowledged (the worker's `records_acknowledged` counter,
+    /// which outlives a run: a paused and resumed stream keeps counting).
+    pub acked: Counter,
     /// Records that failed for good.
     pub failed: AtomicU64,
     /// The first failure's message.
@@ -43,7 +45,7 @@ impl ProducerContext for ProducerCallbacks {
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
         match result {
             Ok(_) => {
-                self.state.acked.fetch_add(1, Ordering::Relaxed);
+                self.state.acked.inc();
             }
             Err((error, message)) => {
                 self.state.failed.fetch_add(1, Ordering::Relaxed);
@@ -65,8 +67,12 @@ pub(crate) fn producer(
     kafka: &KafkaConnection,
     client_id: &str,
     transactional_id: Option<&str>,
+    acked: Counter,
 ) -> Result<(Producer, Arc<DeliveryState>), StreamError> {
-    let state = Arc::new(DeliveryState::default());
+    let state = Arc::new(DeliveryState {
+        acked,
+        ..DeliveryState::default()
+    });
     let mut config = kafka.client_config();
     config
         .set("client.id", client_id)

@@ -65,12 +65,17 @@ pub enum StreamError {
 
 /// Runs the stream until `shutdown`; a fatal error stops it (the process
 /// exits non-zero and is restarted; state and offsets resume from Kafka).
+///
+/// A stop commits what was processed (the open transaction under
+/// exactly-once) and leaves the group, so a later run — after a pause, or in
+/// another process — continues from exactly those offsets and the state the
+/// changelog holds for them.
 pub async fn run(
     config: &StreamConfig,
     settings: &RunSettings,
     shutdown: CancellationToken,
 ) -> Result<Outcome, StreamError> {
-    let telemetry = Arc::new(Telemetry::default());
+    let telemetry = settings.telemetry.clone().unwrap_or_default();
     if let Some(addr) = settings.http_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -104,6 +109,7 @@ pub async fn run(
         &config.kafka,
         &client_id,
         setup.exactly_once.then_some(transactional_id.as_str()),
+        telemetry.delivery.records.clone(),
     )?;
     let engine = Engine::new(
         Arc::clone(&setup),
@@ -333,6 +339,26 @@ fn run_engine(
     result
 }
 
+/// Writes `state` (e.g. `Paused`) as the stream's status between runs.
+pub async fn report_state(config: &StreamConfig, settings: &RunSettings, telemetry: &Telemetry, state: &str) {
+    let acked = kafka::DeliveryState {
+        acked: telemetry.delivery.records.clone(),
+        ..kafka::DeliveryState::default()
+    };
+    let status = status_of(&acked, settings, state, None);
+    let topic = StateTopic::new(config.kafka.clone(), &settings.status_topic);
+    let written = match delivery::producer(&config.kafka, &PipelineSettings::default()) {
+        Ok(producer) => topic
+            .write(&producer, &config.id, &status)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = written {
+        tracing::warn!(%error, state, "could not write status");
+    }
+}
+
 fn status_of(
     delivery: &kafka::DeliveryState,
     settings: &RunSettings,
@@ -342,7 +368,7 @@ fn status_of(
     WorkerStatus {
         state: state.to_owned(),
         worker: settings.worker_name.clone(),
-        records: delivery.acked.load(std::sync::atomic::Ordering::Relaxed),
+        records: delivery.acked.get(),
         bytes: 0,
         lag_bytes: None,
         lag_millis: None,

@@ -23,13 +23,15 @@ pub fn start_worker(dir: &Path, yaml: &str, args: &[&str], env: &[(&str, &str)])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    Worker { child, log }
+    Worker { child, log, config }
 }
 
 /// A running worker process, killed when dropped.
 pub struct Worker {
     child: Child,
     pub log: PathBuf,
+    /// The config file it runs (rewrite it to change `spec.state` live).
+    pub config: PathBuf,
 }
 
 impl Worker {
