@@ -2,8 +2,10 @@
 # The main job (`make demo`): brings up the local infrastructure, installs
 # Tributary with Helm on the local control plane, runs the pods of kwok's
 # fake node as real processes (the e2e kubelet harness), applies the ratings
-# pipeline (deploy/examples/ratings-pipeline.yaml) and shows data flowing and
-# `kubectl get tributary` with lag. Idempotent; `make demo-down` stops it.
+# pipeline (deploy/examples/ratings-pipeline.yaml: a generator, an OpenSearch
+# sink, and two Streams — alerts for ratings below 3 and per-region counts per
+# minute) and shows data flowing, a few alerts and `kubectl get tributary`
+# with lag. Idempotent; `make demo-down` stops it.
 #
 #   bash scripts/demo.sh up | down
 set -euo pipefail
@@ -18,8 +20,19 @@ DEMO_NS=ratings
 KUBELET_PID="$PID_DIR/demo-kubelet.pid"
 OPENSEARCH=http://127.0.0.1:19200
 INDEX=demo.ratings
+ALERTS=demo.rating-alerts
+COUNTS=demo.ratings-per-region
 
 step() { printf '\n=== %s\n' "$*"; }
+
+# Prints up to <count> committed records of <topic> from its beginning,
+# waiting at most <timeout ms> (default 30 s) for them.
+consume() {
+  local topic=$1 count=$2 timeout=${3:-30000}
+  "$(bash scripts/infra/kafka.sh home)/kafka-run-class" org.apache.kafka.tools.consumer.ConsoleConsumer \
+    --bootstrap-server "$TRIBUTARY_HOST:$KAFKA_PORT" --topic "$topic" --from-beginning --isolation-level read_committed \
+    --max-messages "$count" --timeout-ms "$timeout" 2>/dev/null | sed 's/^/  /' || true
+}
 
 kubelet_running() { [[ -f $KUBELET_PID ]] && kill -0 "$(cat "$KUBELET_PID")" 2>/dev/null; }
 
@@ -46,7 +59,7 @@ up() {
 
   step "kubectl apply -n $DEMO_NS -f deploy/examples/ratings-pipeline.yaml"
   kubectl apply -n "$DEMO_NS" -f deploy/examples/ratings-pipeline.yaml
-  kubectl wait -n "$DEMO_NS" --for=condition=Ready topic,connector --all --timeout=300s
+  kubectl wait -n "$DEMO_NS" --for=condition=Ready topic,connector,stream --all --timeout=300s
 
   step "documents arriving in OpenSearch index $INDEX"
   local count=0
@@ -61,6 +74,13 @@ up() {
   echo "$(curl -fsS "$OPENSEARCH/$INDEX/_count" | sed -n 's/.*"count":\([0-9]*\).*/\1/p') documents in $INDEX; one of them:"
   curl -fsS "$OPENSEARCH/$INDEX/_search?size=1" | sed -n 's/.*"_source":\({[^}]*}\).*/  \1/p'
 
+  step "a few alerts (ratings below 3) from the Stream rating-alerts, topic $ALERTS"
+  consume "$ALERTS" 3
+
+  step "ratings per region per minute from the Stream ratings-per-region, topic $COUNTS"
+  echo "(a minute's row is written once the minute is over, plus 10 s grace)"
+  consume "$COUNTS" 6 90000
+
   step "kubectl get tributary -n $DEMO_NS"
   kubectl get tributary -n "$DEMO_NS"
   echo
@@ -72,6 +92,7 @@ The pipeline keeps running. Try:
   export KUBECONFIG=$KUBECONFIG PATH=$TRIBUTARY_BIN:\$PATH
   kubectl get tributary -n $DEMO_NS -w
   kubectl patch connector ratings-generator -n $DEMO_NS --type merge -p '{"spec":{"state":"Stopped"}}'   # lag drains to 0
+  kubectl patch stream rating-alerts -n $DEMO_NS --type merge -p '{"spec":{"state":"Paused"}}'   # no alerts until Running
 Stop everything the demo started: make demo-down
 EOT
 }
