@@ -257,16 +257,27 @@ pub async fn report_state(config: &WorkerConfig, settings: &RunSettings, state: 
         None,
         matches!(config.role, Role::Sink(_)),
     );
-    let topic = StateTopic::new(config.kafka.clone(), &settings.status_topic);
-    let written = match delivery::producer(&config.kafka, &PipelineSettings::default()) {
+    write_status_once(&config.kafka, &settings.status_topic, &config.id, &status).await;
+}
+
+/// Writes one status record outside a run (no producer of its own is up
+/// then); a failure is logged: the next run reports again.
+pub(crate) async fn write_status_once(
+    kafka: &tributary_kafka::KafkaConnection,
+    status_topic: &str,
+    id: &str,
+    status: &WorkerStatus,
+) {
+    let topic = StateTopic::new(kafka.clone(), status_topic);
+    let written = match delivery::producer(kafka, &PipelineSettings::default()) {
         Ok(producer) => topic
-            .write(&producer, &config.id, &status)
+            .write(&producer, id, status)
             .await
             .map_err(|e| e.to_string()),
         Err(error) => Err(error.to_string()),
     };
     if let Err(error) = written {
-        tracing::warn!(%error, state, "could not write status");
+        tracing::warn!(%error, state = %status.state, "could not write status");
     }
 }
 

@@ -346,17 +346,7 @@ pub async fn report_state(config: &StreamConfig, settings: &RunSettings, telemet
         ..kafka::DeliveryState::default()
     };
     let status = status_of(&acked, settings, state, None);
-    let topic = StateTopic::new(config.kafka.clone(), &settings.status_topic);
-    let written = match delivery::producer(&config.kafka, &PipelineSettings::default()) {
-        Ok(producer) => topic
-            .write(&producer, &config.id, &status)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    if let Err(error) = written {
-        tracing::warn!(%error, state, "could not write status");
-    }
+    crate::runner::write_status_once(&config.kafka, &settings.status_topic, &config.id, &status).await;
 }
 
 fn status_of(
