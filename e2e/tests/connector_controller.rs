@@ -17,7 +17,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{CONVERGE, Harness, condition};
+use support::{CONVERGE, Harness, condition, config_hash};
 use tributary_api::Connector;
 use tributary_testkit::{eventually, unique_name};
 
@@ -43,21 +43,6 @@ spec:
       password: {{name: pg, key: password}}
 {extra}"
     )
-}
-
-fn pod_template_hash(deployment: &Deployment) -> String {
-    deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .annotations
-        .as_ref()
-        .unwrap()["tributary.dev/config-hash"]
-        .clone()
 }
 
 async fn produce(bootstrap: &str, topic: &str, count: usize) {
@@ -165,18 +150,18 @@ async fn a_sink_connector_runs_as_a_locked_down_deployment_and_reports_lag() {
     assert_eq!(dependencies, "True", "{message}");
 
     // A spec edit rolls the pods; pausing changes the live config only.
-    let first_hash = pod_template_hash(&deployment);
+    let first_hash = config_hash(&deployment);
     harness
         .apply(&sink_yaml(name, &topic, "  errors: {tolerance: All}\n"))
         .await
         .unwrap();
     let edited = eventually("pod template hash changes", CONVERGE, || async {
         let d = deployments.get("reports-connector").await?;
-        Ok((pod_template_hash(&d) != first_hash).then_some(d))
+        Ok((config_hash(&d) != first_hash).then_some(d))
     })
     .await
     .unwrap();
-    let edited_hash = pod_template_hash(&edited);
+    let edited_hash = config_hash(&edited);
     harness
         .apply(&sink_yaml(
             name,
@@ -195,7 +180,7 @@ async fn a_sink_connector_runs_as_a_locked_down_deployment_and_reports_lag() {
     .await
     .unwrap();
     assert_eq!(
-        pod_template_hash(&deployments.get("reports-connector").await.unwrap()),
+        config_hash(&deployments.get("reports-connector").await.unwrap()),
         edited_hash,
         "pausing keeps the pods"
     );
@@ -204,7 +189,7 @@ async fn a_sink_connector_runs_as_a_locked_down_deployment_and_reports_lag() {
     harness.apply(&secret_yaml("rotated-secret-value")).await.unwrap();
     eventually("rotation changes the hash", CONVERGE, || async {
         let d = deployments.get("reports-connector").await?;
-        Ok((pod_template_hash(&d) != edited_hash).then_some(()))
+        Ok((config_hash(&d) != edited_hash).then_some(()))
     })
     .await
     .unwrap();
@@ -252,6 +237,18 @@ async fn a_missing_secret_is_named_with_its_field_and_bad_manifests_are_refused(
         .to_string();
     assert!(
         error.contains("spec.replicas of a source connector must be 0 or 1"),
+        "{error}"
+    );
+    // ...and a Connector that is both a source and a sink.
+    let error = harness
+        .apply(
+            "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: both\nspec:\n  source:\n    datagen: {dataset: Ratings, topic: r}\n  sink:\n    topics: [r]\n    http: {url: 'http://127.0.0.1:9/'}\n",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("spec must set exactly one of source or sink"),
         "{error}"
     );
 

@@ -10,9 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Harness, records_in};
+use support::{Harness, documents, records_in, refreshed_documents};
 use tributary_api::Connector;
-use tributary_e2e::kubelet::{Kubelet, KubeletConfig};
+use tributary_e2e::kubelet::Kubelet;
 use tributary_testkit::{eventually, unique_name};
 
 const WAIT: Duration = Duration::from_mins(2);
@@ -44,27 +44,6 @@ spec:
     )
 }
 
-async fn documents(opensearch: &str, index: &str) -> i64 {
-    let url = format!("{opensearch}/{index}/_count");
-    match reqwest::get(&url).await {
-        Ok(response) if response.status().is_success() => response
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v["count"].as_i64())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-async fn refreshed_documents(opensearch: &str, index: &str) -> i64 {
-    let _ = reqwest::Client::new()
-        .post(format!("{opensearch}/{index}/_refresh"))
-        .send()
-        .await;
-    documents(opensearch, index).await
-}
-
 fn status_of(connector: &Connector) -> &tributary_api::WorkloadStatus {
     connector.status.as_ref().unwrap()
 }
@@ -73,12 +52,7 @@ fn status_of(connector: &Connector) -> &tributary_api::WorkloadStatus {
 async fn ratings_flow_into_opensearch_and_status_tells_the_truth() {
     let mut harness = Harness::new("e2e-pipe").await;
     harness.start_operator();
-    let kubelet = Kubelet::start(
-        harness.client.clone(),
-        KubeletConfig::for_namespaces([harness.namespace.clone()]).fast(),
-    )
-    .await
-    .unwrap();
+    let kubelet = harness.start_kubelet().await;
     let topic = unique_name("ratings");
     let opensearch = harness.endpoints.opensearch_url.clone();
     harness.apply(&source_yaml(&topic, "Running")).await.unwrap();

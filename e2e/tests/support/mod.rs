@@ -163,6 +163,17 @@ spec:
         self.operator = Some((stop, task));
     }
 
+    /// Starts the kubelet harness for this namespace with test timings: the
+    /// pods scheduled here run as processes.
+    pub async fn start_kubelet(&self) -> tributary_e2e::kubelet::Kubelet {
+        tributary_e2e::kubelet::Kubelet::start(
+            self.client.clone(),
+            tributary_e2e::kubelet::KubeletConfig::for_namespaces([self.namespace.clone()]).fast(),
+        )
+        .await
+        .unwrap()
+    }
+
     /// Stops the controllers gracefully (as on SIGTERM).
     pub async fn stop_operator(&mut self) {
         if let Some((stop, task)) = self.operator.take() {
@@ -178,14 +189,26 @@ spec:
 
     /// Server-side applies one YAML document in this namespace.
     pub async fn apply(&self, yaml: &str) -> Result<DynamicObject, kube::Error> {
+        self.apply_with(yaml, &PatchParams::apply("tributary-e2e").force())
+            .await
+    }
+
+    /// Server-side applies one YAML document with `dryRun=All` and strict
+    /// field validation: the apiserver checks it (schema, unknown fields, CEL
+    /// rules, admission) and stores nothing.
+    pub async fn dry_run_apply(&self, yaml: &str) -> Result<DynamicObject, kube::Error> {
+        let params = PatchParams::apply("tributary-e2e")
+            .force()
+            .dry_run()
+            .validation_strict();
+        self.apply_with(yaml, &params).await
+    }
+
+    async fn apply_with(&self, yaml: &str, params: &PatchParams) -> Result<DynamicObject, kube::Error> {
         let object: DynamicObject = serde_yaml::from_str(yaml).unwrap();
         let api = self.dynamic_api(&object);
-        api.patch(
-            &object.name_any(),
-            &PatchParams::apply("tributary-e2e").force(),
-            &Patch::Apply(&object),
-        )
-        .await
+        api.patch(&object.name_any(), params, &Patch::Apply(&object))
+            .await
     }
 
     fn dynamic_api(&self, object: &DynamicObject) -> Api<DynamicObject> {
@@ -350,4 +373,154 @@ pub fn records_in(bootstrap: &str, topic: &str) -> i64 {
                 .map_or(0, |(_, high)| high)
         })
         .sum()
+}
+
+/// The documents of a multi-document YAML text (comment-only documents
+/// left out), each as YAML of its own.
+pub fn yaml_documents(text: &str) -> Vec<String> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|document| <serde_yaml::Value as serde::Deserialize>::deserialize(document).unwrap())
+        .filter(|value| !value.is_null())
+        .map(|value| serde_yaml::to_string(&value).unwrap())
+        .collect()
+}
+
+/// Documents in OpenSearch index `index` (0 while it does not exist).
+pub async fn documents(opensearch: &str, index: &str) -> i64 {
+    let url = format!("{opensearch}/{index}/_count");
+    match reqwest::get(&url).await {
+        Ok(response) if response.status().is_success() => response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["count"].as_i64())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Documents in `index` after a refresh (everything written is counted).
+pub async fn refreshed_documents(opensearch: &str, index: &str) -> i64 {
+    let _ = reqwest::Client::new()
+        .post(format!("{opensearch}/{index}/_refresh"))
+        .send()
+        .await;
+    documents(opensearch, index).await
+}
+
+/// Every committed record value of `topic` as JSON, from the start of each
+/// partition up to its high watermark when called (`read_committed`:
+/// aborted transactions are skipped). A partition is done at its end or at
+/// the first record from the watermark on: while a transactional producer
+/// keeps a transaction open, librdkafka may not report the end. Blocking.
+pub fn json_values_in(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message as _;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("e2e-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let mut list = TopicPartitionList::new();
+    let mut ends = std::collections::BTreeMap::new();
+    for partition in metadata
+        .topics()
+        .iter()
+        .flat_map(rdkafka::metadata::MetadataTopic::partitions)
+    {
+        list.add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .unwrap();
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .unwrap();
+        ends.insert(partition.id(), high);
+    }
+    consumer.assign(&list).unwrap();
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while !ends.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} took over 60 s"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let end = ends.get(&message.partition()).copied();
+                if end.is_some_and(|end| message.offset() < end) {
+                    values.push(
+                        message
+                            .payload()
+                            .map_or(serde_json::Value::Null, |v| serde_json::from_slice(v).unwrap()),
+                    );
+                }
+                // The watermark's last offset may be a commit marker, never delivered.
+                if end.is_some_and(|end| message.offset() >= end - 1) {
+                    ends.remove(&message.partition());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ends.remove(&partition);
+            }
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            None => {}
+        }
+    }
+    values
+}
+
+/// Offsets consumer group `group` committed on `topic`, summed over its
+/// partitions. Blocking.
+pub fn committed_in(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in metadata
+        .topics()
+        .iter()
+        .flat_map(rdkafka::metadata::MetadataTopic::partitions)
+    {
+        list.add_partition(topic, partition.id());
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The config hash in a worker Deployment's pod template (a change rolls the pods).
+pub fn config_hash(deployment: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()["tributary.dev/config-hash"]
+        .clone()
 }
