@@ -122,10 +122,25 @@ pub struct StreamSpec {
 /// How one input topic is read.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.maxTableBytes) || self.kind == 'Table'").message("maxTableBytes applies to inputs of kind Table").reason(Reason::FieldValueInvalid).field_path(".maxTableBytes"))]
 pub struct StreamInput {
     /// The topic, as named in the query.
     #[schemars(length(min = 1, max = 249))]
     pub topic: String,
+    /// `Stream` (default): every record is an event. `Table`: a keyed,
+    /// compacted topic (ksqlDB's TABLE) whose latest value per key is the
+    /// current row and a null value (tombstone) deletes it; a query joins a
+    /// table to its FROM stream with `ON <stream expression> = <table>.ROWKEY`.
+    /// Every worker holds the whole table in memory (as Kafka Streams does
+    /// for a global table).
+    #[serde(default)]
+    pub kind: StreamInputKind,
+    /// Tables only: the most bytes of keys and values a worker holds for
+    /// this table (default 256 MiB). A larger table stops the stream with an
+    /// error naming this field instead of growing without bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024))]
+    pub max_table_bytes: Option<u64>,
     /// Serialisation of keys and values. Default: plain JSON for both.
     #[serde(default = "json_formats")]
     pub format: StreamFormats,
@@ -136,6 +151,16 @@ pub struct StreamInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1000))]
     pub timestamp_field: Option<String>,
+}
+
+/// How an input topic is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum StreamInputKind {
+    /// Every record is an event.
+    #[default]
+    Stream,
+    /// The latest value per key is the current row; a tombstone deletes it.
+    Table,
 }
 
 /// Key and value formats of an input.
@@ -217,6 +242,11 @@ mod tests {
         let input: StreamInput = serde_yaml::from_str("topic: ratings\n").unwrap();
         assert_eq!(input.format.value, Format::Json);
         assert_eq!(input.timestamp_field, None);
+        assert_eq!(input.kind, StreamInputKind::Stream);
+        let table: StreamInput =
+            serde_yaml::from_str("topic: customers\nkind: Table\nmaxTableBytes: 1048576\n").unwrap();
+        assert_eq!(table.kind, StreamInputKind::Table);
+        assert_eq!(table.max_table_bytes, Some(1_048_576));
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub use eval::{Context, cast, evaluate, is_true};
 pub use expr::{BinaryOp, ColumnRef, Expr, Meta, SqlType, UnaryOp};
 pub use functions::Function;
 pub use plan::{
-    AggregateCall, Aggregation, Emit, InputKind, Join, JoinKind, OutputColumn, Plan, PlanOptions, Projection,
-    Source,
+    AggregateCall, Aggregation, Emit, InputKind, Join, JoinInput, JoinKind, JoinWindow, OutputColumn, Plan,
+    PlanOptions, Projection, Source,
 };
 pub use types::{TypedColumn, static_type};
 pub use window::{Session, Window, merge_sessions};

@@ -1,7 +1,7 @@
 //! The plan of a query: its inputs, filter, projection or aggregation, and
 //! how results are emitted — checked, resolved and ready to execute.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor};
@@ -21,6 +21,9 @@ pub struct PlanOptions {
     /// time (`spec.inputs[].timestampField`); absent topics use the Kafka
     /// record timestamp.
     pub timestamp_fields: BTreeMap<String, String>,
+    /// Input topics read as tables (`spec.inputs[].kind: Table`): keyed,
+    /// compacted topics whose latest value per key is the current row.
+    pub tables: BTreeSet<String>,
 }
 
 /// How results are emitted.
@@ -63,17 +66,84 @@ pub enum JoinKind {
     Left,
 }
 
+/// A stream-stream join's time bound: a joined row matches a FROM row when
+/// its event time is at most `before_ms` earlier and at most `after_ms`
+/// later (`WITHIN d` sets both to `d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindow {
+    /// How much earlier than the FROM row the joined row may be.
+    pub before_ms: u64,
+    /// How much later than the FROM row the joined row may be.
+    pub after_ms: u64,
+    /// How far behind stream time a record may arrive and still join.
+    pub grace_ms: u64,
+}
+
+impl JoinWindow {
+    /// Whether rows at `left` (FROM) and `right` (joined) event times match.
+    pub fn matches(&self, left: i64, right: i64) -> bool {
+        right >= left.saturating_sub(ms(self.before_ms)) && right <= left.saturating_add(ms(self.after_ms))
+    }
+
+    /// Whether a record at `ts` arrives too late: more than the grace period
+    /// behind `stream_time` (the largest event time its partition has seen).
+    pub fn is_late(&self, ts: i64, stream_time: i64) -> bool {
+        ts.saturating_add(ms(self.grace_ms)) < stream_time
+    }
+
+    /// The stream time beyond which a buffered row of input `side` (0: FROM,
+    /// 1: joined) at `ts` can match no record that is not late: it is then
+    /// dropped from the buffer, and an unmatched FROM row of a LEFT join is
+    /// written with NULLs. (A later record that is not late is at most
+    /// `grace` behind stream time; the row reaches `after` forward, or
+    /// `before` for a joined row.)
+    pub fn expires_after(&self, side: usize, ts: i64) -> i64 {
+        let reach = if side == 0 { self.after_ms } else { self.before_ms };
+        ts.saturating_add(ms(reach)).saturating_add(ms(self.grace_ms))
+    }
+
+    /// The bound as explain prints it.
+    pub fn describe(&self) -> String {
+        format!(
+            "$1 event time within [$0 - {} ms, $0 + {} ms], grace {} ms",
+            self.before_ms, self.after_ms, self.grace_ms
+        )
+    }
+}
+
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What the FROM stream is joined with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinInput {
+    /// A table (a keyed, compacted topic, `spec.inputs[].kind: Table`):
+    /// the latest row whose key equals the FROM row's join key. `key_path`
+    /// is empty when the whole (decoded) key is compared, else the path of
+    /// the compared field in a JSON key (`c.ROWKEY.id`).
+    Table {
+        /// Path into the table's key.
+        key_path: Vec<String>,
+    },
+    /// Another stream: its rows with an equal join key within a time bound.
+    Stream {
+        /// The joined row's join key (over input 1).
+        right_key: Expr,
+        /// The time bound.
+        window: JoinWindow,
+    },
+}
+
 /// A join of the FROM stream (input 0) with input 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Join {
     /// Inner or left.
     pub kind: JoinKind,
-    /// Key of the FROM stream's row.
+    /// The FROM row's join key (over input 0).
     pub left_key: Expr,
-    /// Key of the joined row.
-    pub right_key: Expr,
-    /// Stream-stream joins: rows match when their event times differ by at most this.
-    pub within_ms: Option<u64>,
+    /// The joined input and how its rows match.
+    pub right: JoinInput,
 }
 
 /// A named output column.
@@ -156,6 +226,20 @@ impl Plan {
         }
     }
 
+    /// Whether rows go through the internal repartition topic to meet on one
+    /// partition, with state in the changelog: aggregates (by group) and
+    /// stream-stream joins (by join key).
+    pub fn repartitions(&self) -> bool {
+        matches!(self.projection, Projection::Aggregate(_))
+            || matches!(
+                self.join,
+                Some(Join {
+                    right: JoinInput::Stream { .. },
+                    ..
+                })
+            )
+    }
+
     /// Output column names (empty for `SELECT *`).
     pub fn column_names(&self) -> Vec<&str> {
         match &self.projection {
@@ -185,19 +269,7 @@ impl Plan {
             );
         }
         if let Some(join) = &self.join {
-            let kind = match join.kind {
-                JoinKind::Inner => "inner",
-                JoinKind::Left => "left",
-            };
-            let within = join
-                .within_ms
-                .map(|w| format!(" within {w} ms"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "join ({kind}{within}): {} = {}",
-                join.left_key, join.right_key
-            );
+            explain_join(join, &mut out);
         }
         if let Some(filter) = &self.filter {
             let _ = writeln!(out, "filter: {filter}");
@@ -267,6 +339,49 @@ impl Plan {
     }
 }
 
+/// The join's lines of [`Plan::explain`].
+fn explain_join(join: &Join, out: &mut String) {
+    let kind = match join.kind {
+        JoinKind::Inner => "inner",
+        JoinKind::Left => "left",
+    };
+    match &join.right {
+        JoinInput::Table { key_path } => {
+            let key = if key_path.is_empty() {
+                "$1 key".to_owned()
+            } else {
+                format!("$1 key.{}", key_path.join("."))
+            };
+            let _ = writeln!(
+                out,
+                "join ({kind}, stream-table): {} = {key}; every worker reads the whole table (latest row per key, tombstones delete), no repartition",
+                join.left_key
+            );
+        }
+        JoinInput::Stream { right_key, window } => {
+            let _ = writeln!(
+                out,
+                "repartition both inputs by the join key through an internal topic (each key on one partition)"
+            );
+            let _ = writeln!(
+                out,
+                "join ({kind}, stream-stream): {} = {right_key}, {}; records further behind stream time than the grace are dropped and counted",
+                join.left_key,
+                window.describe()
+            );
+            let unmatched = if join.kind == JoinKind::Left {
+                "; unmatched $0 rows are written with NULLs once they can no longer match"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "state: rows of both inputs buffered per join key until they can no longer match, in memory, backed by a changelog topic{unmatched}"
+            );
+        }
+    }
+}
+
 fn describe_columns(columns: &[OutputColumn]) -> String {
     columns
         .iter()
@@ -284,6 +399,7 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
         statement,
         window,
         emit,
+        within,
     } = parsed;
     let (query, output_topic) = match statement {
         Statement::Query(query) => (query, None),
@@ -374,28 +490,51 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
             ));
         }
     };
-    if let Some(join) = from.joins.first() {
-        return Err(SqlError::at(
-            location_of(&join.relation, at),
-            "JOIN is not supported yet by this version of the worker",
-        ));
-    }
     let (topic, alias) = table(&from.relation, at)?;
-    let mut names = Vec::new();
-    if let Some(alias) = &alias {
-        names.push(alias.clone());
+    let mut inputs = vec![input_name(&topic, alias.as_ref())];
+    let mut sources = vec![source(topic, alias, options)];
+    if sources[0].kind == InputKind::Table {
+        let topic = &sources[0].topic;
+        let message = if from.joins.is_empty() {
+            format!(
+                "{topic} is declared a table (spec.inputs[].kind: Table) but FROM reads a stream; join the table to a stream: FROM <stream> JOIN {topic} …"
+            )
+        } else {
+            format!(
+                "{topic} is declared a table (spec.inputs[].kind: Table): table-table joins are not supported; FROM takes a stream, JOIN the table"
+            )
+        };
+        return Err(SqlError::at(location_of(&from.relation, at), message));
     }
-    names.push(topic.clone());
-    let inputs = vec![InputName { names }];
-    let sources = vec![Source {
-        timestamp_field: options
-            .timestamp_fields
-            .get(&topic)
-            .map(|p| p.split('.').map(str::to_owned).collect()),
-        topic,
-        alias,
-        kind: InputKind::Stream,
-    }];
+    let join = match from.joins.as_slice() {
+        [] => {
+            if let Some((_, location)) = within {
+                return Err(SqlError::at(
+                    location,
+                    "WITHIN bounds a stream-stream JOIN; this query has no JOIN",
+                ));
+            }
+            None
+        }
+        [one] => {
+            let (topic, alias) = table(&one.relation, at)?;
+            if topic == sources[0].topic {
+                return Err(SqlError::at(
+                    location_of(&one.relation, at),
+                    format!("{topic} is joined with itself; self-joins are not supported"),
+                ));
+            }
+            inputs.push(input_name(&topic, alias.as_ref()));
+            sources.push(source(topic, alias, options));
+            Some(plan_join(one, &inputs, &sources, within, at)?)
+        }
+        [_, second, ..] => {
+            return Err(SqlError::at(
+                location_of(&second.relation, at),
+                "one JOIN per query is supported",
+            ));
+        }
+    };
 
     let filter = select
         .selection
@@ -492,6 +631,12 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
             reject_window_meta(c, expr, at, "SELECT without a window")?;
         }
         let projection = match (wildcard, selected.is_empty()) {
+            (Some(location), true) if join.is_some() => {
+                return Err(SqlError::at(
+                    location,
+                    "SELECT * over a join: name the columns of both inputs (o.after.id AS order_id, c.name, …)",
+                ));
+            }
             (Some(_), true) => Projection::Wildcard,
             (Some(location), false) => {
                 return Err(SqlError::at(
@@ -503,7 +648,7 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
         };
         return Ok(Plan {
             sources,
-            join: None,
+            join,
             filter,
             projection,
             emit: Emit::Changes,
@@ -515,6 +660,16 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
         return Err(SqlError::at(
             location,
             "SELECT * is not allowed with GROUP BY; name the columns",
+        ));
+    }
+    if let Some(Join {
+        right: JoinInput::Stream { .. },
+        ..
+    }) = &join
+    {
+        return Err(SqlError::at(
+            location_of(&from.joins[0].relation, at),
+            "aggregates (GROUP BY, COUNT, …) over a stream-stream join are not supported yet; write the join into a topic and aggregate that in a second Stream",
         ));
     }
     if let (None, Some((Emit::Final, location))) = (&window, &emit) {
@@ -552,7 +707,7 @@ pub(crate) fn plan(parsed: Parsed, options: &PlanOptions) -> Result<Plan, SqlErr
     };
     Ok(Plan {
         sources,
-        join: None,
+        join,
         filter,
         projection: Projection::Aggregate(Aggregation {
             group_by: groups,
@@ -602,6 +757,232 @@ fn table(factor: &TableFactor, at: Location) -> Result<(String, Option<String>),
             "FROM takes a topic name (quote names with '-' as \"my-topic\"); subqueries and table functions are not supported",
         )),
     }
+}
+
+/// The names an input answers to in the query: its alias, then its topic.
+fn input_name(topic: &str, alias: Option<&String>) -> InputName {
+    let mut names = Vec::new();
+    if let Some(alias) = alias {
+        names.push(alias.clone());
+    }
+    names.push(topic.to_owned());
+    InputName { names }
+}
+
+fn source(topic: String, alias: Option<String>, options: &PlanOptions) -> Source {
+    Source {
+        timestamp_field: options
+            .timestamp_fields
+            .get(&topic)
+            .map(|p| p.split('.').map(str::to_owned).collect()),
+        kind: if options.tables.contains(&topic) {
+            InputKind::Table
+        } else {
+            InputKind::Stream
+        },
+        topic,
+        alias,
+    }
+}
+
+/// Checks a JOIN (its kind, its ON equality, WITHIN for streams) and
+/// orients its key expressions: `left_key` over the FROM input.
+fn plan_join(
+    join: &ast::Join,
+    inputs: &[InputName],
+    sources: &[Source],
+    within: Option<(JoinWindow, Location)>,
+    at: Location,
+) -> Result<Join, SqlError> {
+    use ast::{JoinConstraint, JoinOperator};
+    let relation = location_of(&join.relation, at);
+    let joined = &sources[1];
+    let (kind, constraint) = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, c),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+        JoinOperator::Right(_) | JoinOperator::RightOuter(_) | JoinOperator::FullOuter(_) => {
+            return Err(SqlError::at(
+                relation,
+                "RIGHT and FULL OUTER joins are not supported: [INNER] JOIN or LEFT [OUTER] JOIN, with the stream whose every row counts in FROM",
+            ));
+        }
+        _ => {
+            return Err(SqlError::at(
+                relation,
+                "only [INNER] JOIN and LEFT [OUTER] JOIN … ON <equality> are supported",
+            ));
+        }
+    };
+    let JoinConstraint::On(on) = constraint else {
+        return Err(SqlError::at(
+            relation,
+            "a join needs ON <FROM input expression> = <joined input expression> (USING and NATURAL are not supported)",
+        ));
+    };
+    let mut on = on;
+    while let ast::Expr::Nested(inner) = on {
+        on = inner;
+    }
+    let ast::Expr::BinaryOp {
+        left,
+        op: ast::BinaryOperator::Eq,
+        right,
+    } = on
+    else {
+        return Err(SqlError::at(
+            location_of(on, relation),
+            "ON takes one equality, <FROM input expression> = <joined input expression>; other conditions (<, >, AND, OR) belong in WHERE",
+        ));
+    };
+    let (from_name, joined_name) = (display_name(&inputs[0]), display_name(&inputs[1]));
+    let (left_key, right, right_node) = join_sides(left, right, inputs, joined.kind, relation)?;
+    let right = match (joined.kind, right) {
+        (InputKind::Table, Side::TableKey(key_path)) => {
+            if let Some((_, location)) = within {
+                return Err(SqlError::at(
+                    location,
+                    format!(
+                        "WITHIN bounds a stream-stream join; {} is a table (its latest row per key joins, whatever its time)",
+                        joined.topic
+                    ),
+                ));
+            }
+            JoinInput::Table { key_path }
+        }
+        (InputKind::Table, _) => {
+            return Err(SqlError::at(
+                location_of(right_node, relation),
+                format!(
+                    "{} is a table: a stream-table join looks rows up by the table's key; write ON <{from_name} expression> = {joined_name}.ROWKEY (or {joined_name}.ROWKEY.<field> for a field of a JSON key)",
+                    joined.topic
+                ),
+            ));
+        }
+        (InputKind::Stream, Side::Joined(right_key)) => {
+            let Some((window, _)) = within else {
+                return Err(SqlError::at(
+                    relation,
+                    format!(
+                        "a stream-stream join needs a time bound: add WITHIN <n> <unit> [GRACE PERIOD <n> <unit>] before ON, e.g. JOIN {} WITHIN 5 MINUTES ON …; for a table set spec.inputs[].kind: Table",
+                        joined.topic
+                    ),
+                ));
+            };
+            JoinInput::Stream { right_key, window }
+        }
+        (InputKind::Stream, _) => {
+            return Err(SqlError::at(
+                relation,
+                format!("ON must compare an expression of {from_name} with one of {joined_name}"),
+            ));
+        }
+    };
+    Ok(Join {
+        kind,
+        left_key,
+        right,
+    })
+}
+
+/// Compiles the two sides of ON and orients them: the FROM input's key
+/// expression, the joined input's side and the AST node of the latter.
+fn join_sides<'a>(
+    left: &'a ast::Expr,
+    right: &'a ast::Expr,
+    inputs: &[InputName],
+    joined_kind: InputKind,
+    relation: Location,
+) -> Result<(Expr, Side, &'a ast::Expr), SqlError> {
+    let (from_name, joined_name) = (display_name(&inputs[0]), display_name(&inputs[1]));
+    let mut sides = Vec::with_capacity(2);
+    for side in [left, right] {
+        if joined_kind == InputKind::Table
+            && let Some(path) = table_key_path(side, &inputs[1])
+        {
+            sides.push((side, Side::TableKey(path)));
+            continue;
+        }
+        let expr = Compiler {
+            inputs,
+            aggregates: None,
+            clause: "ON",
+            fallback: relation,
+        }
+        .compile(side)?;
+        reject_window_meta(&expr, side, relation, "ON")?;
+        let mut reads = [false, false];
+        expr.walk(&mut |e| match e {
+            Expr::Column(c) => reads[c.input] = true,
+            Expr::Meta(_) => reads[0] = true,
+            _ => {}
+        });
+        let side_kind = match reads {
+            [true, false] => Side::From(expr),
+            [false, true] => Side::Joined(expr),
+            [true, true] => {
+                return Err(SqlError::at(
+                    location_of(side, relation),
+                    format!(
+                        "each side of ON reads one input; this one reads both {from_name} and {joined_name}"
+                    ),
+                ));
+            }
+            [false, false] => {
+                return Err(SqlError::at(
+                    location_of(side, relation),
+                    "ON compares the two inputs' keys; a constant condition belongs in WHERE",
+                ));
+            }
+        };
+        sides.push((side, side_kind));
+    }
+    let (right_node, right_side) = sides
+        .pop()
+        .ok_or_else(|| SqlError::at(relation, "ON needs two sides"))?;
+    let (left_node, left_side) = sides
+        .pop()
+        .ok_or_else(|| SqlError::at(relation, "ON needs two sides"))?;
+    Ok(match (left_side, right_side) {
+        (Side::From(l), other) if !matches!(other, Side::From(_)) => (l, other, right_node),
+        (other, Side::From(r)) if !matches!(other, Side::From(_)) => (r, other, left_node),
+        _ => {
+            return Err(SqlError::at(
+                location_of(left_node, relation),
+                format!(
+                    "ON must compare an expression of {from_name} with one of {joined_name}; both sides read the same input"
+                ),
+            ));
+        }
+    })
+}
+
+/// One side of a join's ON equality, by the input it reads.
+enum Side {
+    From(Expr),
+    Joined(Expr),
+    /// `c.ROWKEY[.path]` of a table.
+    TableKey(Vec<String>),
+}
+
+/// How an input is named in messages: its alias or topic.
+fn display_name(input: &InputName) -> String {
+    input.names.first().cloned().unwrap_or_default()
+}
+
+/// `<table>.ROWKEY` (→ `[]`) or `<table>.ROWKEY.a.b` (→ `[a, b]`).
+fn table_key_path(node: &ast::Expr, table: &InputName) -> Option<Vec<String>> {
+    let ast::Expr::CompoundIdentifier(parts) = node else {
+        return None;
+    };
+    let [qualifier, rowkey, path @ ..] = parts.as_slice() else {
+        return None;
+    };
+    let named = table
+        .names
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&qualifier.value));
+    (named && rowkey.quote_style.is_none() && rowkey.value.eq_ignore_ascii_case("ROWKEY"))
+        .then(|| path.iter().map(|p| p.value.clone()).collect())
 }
 
 /// Replaces every subexpression equal to a GROUP BY expression with its slot.

@@ -1,8 +1,9 @@
 //! From text to sqlparser's AST plus the streaming clauses.
 //!
 //! The query is tokenized once by sqlparser (every token keeps its line and
-//! column). At nesting depth 0, `WINDOW TUMBLING|HOPPING|SESSION ( … )` and a
-//! final `EMIT CHANGES|FINAL` are read here and removed; the remaining tokens
+//! column). At nesting depth 0, `WINDOW TUMBLING|HOPPING|SESSION ( … )`, a
+//! join's `WITHIN <n unit> | (<n unit>, <n unit>) [GRACE PERIOD <n unit>]`
+//! and a final `EMIT CHANGES|FINAL` are read here and removed; the remaining tokens
 //! go to sqlparser's parser (generic dialect), so positions in its errors
 //! stay those of the original text.
 
@@ -12,7 +13,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::SqlError;
-use crate::plan::Emit;
+use crate::plan::{Emit, JoinWindow};
 use crate::window::Window;
 
 /// A parsed query before planning.
@@ -21,6 +22,8 @@ pub(crate) struct Parsed {
     pub statement: Statement,
     pub window: Option<(Window, Location)>,
     pub emit: Option<(Emit, Location)>,
+    /// A stream-stream join's time bound, with the position of `WITHIN`.
+    pub within: Option<(JoinWindow, Location)>,
 }
 
 const WINDOW_KINDS: &str = "TUMBLING, HOPPING or SESSION";
@@ -34,6 +37,7 @@ pub(crate) fn parse(sql: &str) -> Result<Parsed, SqlError> {
     let mut kept = Vec::with_capacity(tokens.len());
     let mut window = None;
     let mut emit: Option<(Emit, Location)> = None;
+    let mut within: Option<(JoinWindow, Location)> = None;
     let mut depth = 0usize;
     let mut i = 0;
     while i < tokens.len() {
@@ -66,6 +70,21 @@ pub(crate) fn parse(sql: &str) -> Result<Parsed, SqlError> {
                 cursor.location(),
                 format!("expected {WINDOW_KINDS} after WINDOW, e.g. WINDOW TUMBLING (SIZE 1 MINUTE)"),
             ));
+        }
+        if depth == 0 && is_word(&token.token, "WITHIN") {
+            if within.is_some() {
+                return Err(SqlError::at(
+                    token.span.start,
+                    "only one WITHIN is allowed (one join per query)",
+                ));
+            }
+            let mut cursor = Cursor {
+                tokens: &tokens,
+                at: i + 1,
+            };
+            within = Some((within_clause(&mut cursor)?, token.span.start));
+            i = cursor.at;
+            continue;
         }
         if depth == 0 && is_word(&token.token, "EMIT") {
             let mut cursor = Cursor {
@@ -135,6 +154,7 @@ pub(crate) fn parse(sql: &str) -> Result<Parsed, SqlError> {
         statement,
         window,
         emit,
+        within,
     })
 }
 
@@ -258,6 +278,16 @@ impl Cursor<'_> {
             .ok_or_else(|| SqlError::at(location, format!("{what} is too long")))
     }
 
+    /// `GRACE PERIOD <duration>` when it comes next (0 otherwise).
+    fn optional_grace(&mut self) -> Result<u64, SqlError> {
+        if self.peek_word().as_deref() != Some("GRACE") {
+            return Ok(0);
+        }
+        self.next();
+        self.expect_word("PERIOD", "after GRACE")?;
+        self.duration("the grace period")
+    }
+
     /// `, GRACE PERIOD <duration>` (optional) and the closing parenthesis.
     fn grace_and_close(&mut self) -> Result<u64, SqlError> {
         let mut grace = 0;
@@ -342,4 +372,31 @@ fn window_clause(cursor: &mut Cursor<'_>) -> Result<Window, SqlError> {
             Ok(Window::Session { gap_ms, grace_ms })
         }
     }
+}
+
+/// `WITHIN d [GRACE PERIOD g]` or `WITHIN (before, after) [GRACE PERIOD g]`
+/// (the cursor is just after `WITHIN`): a joined row's event time may be up
+/// to `before` earlier and `after` later than the FROM row's.
+fn within_clause(cursor: &mut Cursor<'_>) -> Result<JoinWindow, SqlError> {
+    let (before_ms, after_ms) = if cursor.peek().is_some_and(|t| t.token == Token::LParen) {
+        cursor.next();
+        let before = cursor.duration("WITHIN's first bound (how much earlier the joined row may be)")?;
+        cursor.expect(
+            &Token::Comma,
+            "between WITHIN's two bounds, e.g. WITHIN (1 MINUTE, 5 MINUTES)",
+        )?;
+        let after = cursor.duration("WITHIN's second bound (how much later the joined row may be)")?;
+        cursor.expect(&Token::RParen, "closing WITHIN (before, after)")?;
+        (before, after)
+    } else {
+        let bound =
+            cursor.duration("WITHIN (the time bound of a stream-stream join, e.g. WITHIN 5 MINUTES)")?;
+        (bound, bound)
+    };
+    let grace_ms = cursor.optional_grace()?;
+    Ok(JoinWindow {
+        before_ms,
+        after_ms,
+        grace_ms,
+    })
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use tributary_api::connector::Format;
-use tributary_api::stream::{ProcessingGuarantee, StreamInput, StreamSpec};
+use tributary_api::stream::{ProcessingGuarantee, StreamInput, StreamInputKind, StreamSpec};
 use tributary_api::{KafkaCluster, Stream};
 use tributary_kafka::KafkaConnection;
 use tributary_registry::RegistryClient;
@@ -143,9 +143,8 @@ pub struct Checked {
     pub output: OutputLayout,
 }
 
-/// Checks the spec and plans its query (pure).
-pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
-    let spec = &stream.spec;
+/// What the planner needs from `spec.inputs`: event-time fields and tables.
+fn plan_options(spec: &StreamSpec) -> Result<PlanOptions, ConfigError> {
     let invalid = |field: &str, message: String| ConfigError::Invalid {
         field: field.to_owned(),
         message,
@@ -157,6 +156,14 @@ pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
             return Err(invalid(
                 &format!("spec.inputs[{i}].topic"),
                 format!("{} is listed twice", input.topic),
+            ));
+        }
+        if input.kind == StreamInputKind::Table {
+            options.tables.insert(input.topic.clone());
+        } else if input.max_table_bytes.is_some() {
+            return Err(invalid(
+                &format!("spec.inputs[{i}].maxTableBytes"),
+                "applies to inputs of kind Table only".to_owned(),
             ));
         }
         if let Some(field) = &input.timestamp_field {
@@ -171,6 +178,17 @@ pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
                 .insert(input.topic.clone(), field.clone());
         }
     }
+    Ok(options)
+}
+
+/// Checks the spec and plans its query (pure).
+pub fn validate(stream: &Stream) -> Result<Checked, ConfigError> {
+    let spec = &stream.spec;
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: field.to_owned(),
+        message,
+    };
+    let options = plan_options(spec)?;
     let plan =
         tributary_sql::parse_and_plan(&spec.sql, &options).map_err(|e| invalid("spec.sql", e.to_string()))?;
     let topics = plan.input_topics();

@@ -8,6 +8,10 @@
 //!                               └─► GROUP BY key + aggregate arguments ─► <group>-repartition
 //!  <group>-repartition[p] ──► task p: windows, accumulators, stream time ─► output topic
 //!                                          └─ changes at each commit ───► <group>-changelog[p]
+//!
+//!  stream-table join:  input ─► decode ─► the table's row for the join key (`table`) ─► WHERE ─► SELECT
+//!  stream-stream join: both inputs ─► join key ─► <group>-repartition
+//!  <group>-repartition[p] ──► task p: buffered rows of both inputs (`join`) ─► WHERE ─► SELECT ─► output
 //! ```
 //!
 //! Aggregates always go through the repartition topic (keyed by the group
@@ -36,14 +40,17 @@ use serde_json::{Map, Value};
 use tributary_api::connector::Format;
 use tributary_kafka::KafkaConnection;
 use tributary_sql::{
-    Context, Emit, Expr, Plan, Projection, Session, Window, evaluate, is_true, merge_sessions,
+    Context, Emit, Expr, InputKind, Join, JoinInput, JoinKind, OutputColumn, Plan, Projection, Session,
+    Window, evaluate, is_true, merge_sessions,
 };
 
 use super::StreamError;
+use super::join::{BufferedRow, JoinTask, Routed};
 use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
 use super::output::OutputEncoders;
 use super::prune::Fields;
 use super::state::{self, StateKey, StoredEntry, Task};
+use super::table::{Table, TableSetup, canonical};
 use crate::format::decode::Deserializer;
 use crate::telemetry::StreamCounters;
 
@@ -57,6 +64,18 @@ pub(crate) struct InputSetup {
     pub timestamp_field: Option<Vec<String>>,
     /// What the query reads of JSON values (the rest is not parsed).
     pub fields: Fields,
+}
+
+/// The table of a stream-table join.
+#[derive(Debug, Clone)]
+pub(crate) struct TableInput {
+    pub topic: String,
+    /// Path into a JSON key (`c.ROWKEY.id`), empty for the whole key.
+    pub key_path: Vec<String>,
+    /// `spec.inputs[].maxTableBytes` (or its default).
+    pub limit: u64,
+    /// The field that sets `limit`, for the error naming it.
+    pub limit_field: String,
 }
 
 /// What does not change while the stream runs.
@@ -79,6 +98,8 @@ pub(crate) struct Setup {
     pub kafka: KafkaConnection,
     /// The query reads `ROWKEY` (else keys are not decoded).
     pub reads_row_key: bool,
+    /// `Some` for stream-table joins.
+    pub table: Option<TableInput>,
 }
 
 /// The running query; shared with the consumer's rebalance callbacks.
@@ -96,6 +117,10 @@ pub(crate) struct Engine {
     tasks: HashMap<i32, Task>,
     last_warning: Option<Instant>,
     suppressed_warnings: u64,
+    /// The table of a stream-table join, once loaded.
+    table: Option<Table>,
+    /// Buffered rows of a stream-stream join per repartition partition owned.
+    join_tasks: HashMap<i32, JoinTask>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -125,16 +150,65 @@ impl Engine {
             tasks: HashMap::new(),
             last_warning: None,
             suppressed_warnings: 0,
+            table: None,
+            join_tasks: HashMap::new(),
         }
     }
 
-    /// Topics the consumer subscribes to.
+    /// Topics the consumer subscribes to (a table is read whole, outside the group).
     pub fn subscriptions(&self) -> Vec<String> {
-        let mut topics = self.setup.plan.input_topics();
+        let mut topics: Vec<String> = self
+            .setup
+            .plan
+            .sources
+            .iter()
+            .filter(|s| s.kind == InputKind::Stream)
+            .map(|s| s.topic.clone())
+            .collect();
         if let Some(topic) = &self.setup.repartition_topic {
             topics.push(topic.clone());
         }
         topics
+    }
+
+    /// Reads the table of a stream-table join to its end (before the first
+    /// stream record is processed).
+    pub fn load_table(&mut self, client_id: &str) -> Result<(), StreamError> {
+        let Some(spec) = self.setup.table.clone() else {
+            return Ok(());
+        };
+        let input = self
+            .setup
+            .inputs
+            .get(&spec.topic)
+            .cloned()
+            .ok_or_else(|| StreamError::Topic {
+                topic: spec.topic.clone(),
+                message: "no input setup for the table".to_owned(),
+            })?;
+        let mut table = Table::new(
+            TableSetup {
+                kafka: &self.setup.kafka,
+                topic: &spec.topic,
+                input,
+                key_path: spec.key_path,
+                limit: spec.limit,
+                limit_field: spec.limit_field,
+                client_id,
+            },
+            self.counters.clone(),
+        )?;
+        table.bootstrap(&self.runtime)?;
+        self.table = Some(table);
+        Ok(())
+    }
+
+    /// Applies the table updates read since the last call.
+    pub fn follow_table(&mut self) -> Result<(), StreamError> {
+        if let Some(table) = &mut self.table {
+            table.follow(&self.runtime, 10_000)?;
+        }
+        Ok(())
     }
 
     /// A record that cannot be processed: counted, and logged at most every
@@ -247,7 +321,7 @@ impl Engine {
                 }
             },
         };
-        let ctx = Context {
+        let mut ctx = Context {
             rows: [Some(&value), None],
             key: &key,
             timestamp,
@@ -257,15 +331,37 @@ impl Engine {
             aggregates: &[],
             window: None,
         };
-        if let Some(filter) = &setup.plan.filter {
-            match evaluate(filter, &ctx) {
-                Ok(v) if is_true(&v) => {}
-                Ok(_) => return Ok(()),
+        if let Some(
+            join @ Join {
+                right: JoinInput::Stream { .. },
+                ..
+            },
+        ) = &setup.plan.join
+        {
+            let side = usize::from(setup.plan.sources[0].topic != topic);
+            return self.route(message, join, side, &ctx);
+        }
+        // A stream-table join: the table's current row for the join key,
+        // which also keys the result.
+        let mut joined_key = None;
+        let joined;
+        if let Some(join) = &setup.plan.join {
+            let left = match evaluate(&join.left_key, &ctx) {
+                Ok(v) => v,
                 Err(e) => {
-                    self.skip(message, &format!("WHERE: {e}"));
+                    self.skip(message, &format!("ON: {e}"));
                     return Ok(());
                 }
+            };
+            joined = self.table.as_ref().and_then(|t| t.lookup(&left));
+            if joined.is_none() && join.kind == JoinKind::Inner {
+                return Ok(());
             }
+            joined_key = Some(canonical(&left));
+            ctx.rows[1] = joined.as_deref();
+        }
+        if !self.keeps(message, &ctx) {
+            return Ok(());
         }
         match &setup.plan.projection {
             Projection::Wildcard => {
@@ -278,37 +374,8 @@ impl Engine {
                 self.counters.records_out.inc();
             }
             Projection::Columns(columns) => {
-                let mut row = Map::with_capacity(columns.len());
-                for column in columns {
-                    match evaluate(&column.expr, &ctx) {
-                        Ok(v) => {
-                            row.insert(column.name.clone(), v);
-                        }
-                        Err(e) => {
-                            self.skip(message, &format!("column {}: {e}", column.name));
-                            return Ok(());
-                        }
-                    }
-                }
-                let encoded = setup
-                    .output
-                    .key(&row)
-                    .and_then(|key| Ok((key, setup.output.value(&row)?)));
-                let (key_bytes, out) = match encoded {
-                    Ok((key, value)) => (key.or_else(|| message.key().map(<[u8]>::to_vec)), value),
-                    Err(e) => {
-                        self.skip(message, &e);
-                        return Ok(());
-                    }
-                };
-                self.send(
-                    &setup.output_topic,
-                    None,
-                    key_bytes.as_deref(),
-                    Some(&out),
-                    timestamp,
-                )?;
-                self.counters.records_out.inc();
+                let default_key = joined_key.or_else(|| message.key().map(<[u8]>::to_vec));
+                self.write_columns(message, &ctx, columns, default_key, timestamp)?;
             }
             Projection::Aggregate(aggregation) => {
                 let mut groups = Vec::with_capacity(aggregation.group_by.len());
@@ -341,9 +408,218 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether `WHERE` keeps the row of `ctx` (a row it fails on is skipped).
+    fn keeps(&mut self, message: &BorrowedMessage<'_>, ctx: &Context<'_>) -> bool {
+        let setup = Arc::clone(&self.setup);
+        let Some(filter) = &setup.plan.filter else {
+            return true;
+        };
+        match evaluate(filter, ctx) {
+            Ok(v) => is_true(&v),
+            Err(e) => {
+                self.skip(message, &format!("WHERE: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Computes the SELECT columns over `ctx` and writes the row, keyed by
+    /// `spec.output.key` or else `default_key`.
+    fn write_columns(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        ctx: &Context<'_>,
+        columns: &[OutputColumn],
+        default_key: Option<Vec<u8>>,
+        timestamp: i64,
+    ) -> Result<(), StreamError> {
+        let mut row = Map::with_capacity(columns.len());
+        for column in columns {
+            match evaluate(&column.expr, ctx) {
+                Ok(v) => {
+                    row.insert(column.name.clone(), v);
+                }
+                Err(e) => {
+                    self.skip(message, &format!("column {}: {e}", column.name));
+                    return Ok(());
+                }
+            }
+        }
+        let setup = Arc::clone(&self.setup);
+        let encoded = setup
+            .output
+            .key(&row)
+            .and_then(|key| Ok((key, setup.output.value(&row)?)));
+        let (key_bytes, out) = match encoded {
+            Ok((key, value)) => (key.or(default_key), value),
+            Err(e) => {
+                self.skip(message, &e);
+                return Ok(());
+            }
+        };
+        self.send(
+            &setup.output_topic,
+            None,
+            key_bytes.as_deref(),
+            Some(&out),
+            timestamp,
+        )?;
+        self.counters.records_out.inc();
+        Ok(())
+    }
+
+    /// A stream-stream join's input row: to the repartition topic, keyed by
+    /// its join key, so rows that can match meet on one partition.
+    fn route(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        join: &Join,
+        side: usize,
+        ctx: &Context<'_>,
+    ) -> Result<(), StreamError> {
+        let JoinInput::Stream { right_key, .. } = &join.right else {
+            return Ok(());
+        };
+        let Some(row) = ctx.rows[0] else {
+            return Ok(());
+        };
+        let (expr, mut side_ctx) = if side == 0 {
+            (&join.left_key, *ctx)
+        } else {
+            (right_key, *ctx)
+        };
+        side_ctx.rows = if side == 0 {
+            [Some(row), None]
+        } else {
+            [None, Some(row)]
+        };
+        let key = match evaluate(expr, &side_ctx) {
+            Ok(v) => v,
+            Err(e) => {
+                self.skip(message, &format!("ON: {e}"));
+                return Ok(());
+            }
+        };
+        if key.is_null() {
+            // Matches nothing; a LEFT join writes its FROM row at once.
+            if side == 0 && join.kind == JoinKind::Left {
+                return self.write_joined(message, ctx, b"null".to_vec(), ctx.timestamp);
+            }
+            return Ok(());
+        }
+        let routed = Routed {
+            s: side,
+            k: ctx.key.clone(),
+            p: ctx.partition,
+            o: ctx.offset,
+            v: row.clone(),
+        };
+        let value = serde_json::to_vec(&routed).unwrap_or_default();
+        let topic = self.setup.repartition_topic.clone().unwrap_or_default();
+        self.send(&topic, None, Some(&canonical(&key)), Some(&value), ctx.timestamp)
+    }
+
+    /// WHERE and SELECT over a joined row, keyed by the join key by default.
+    fn write_joined(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        ctx: &Context<'_>,
+        join_key: Vec<u8>,
+        timestamp: i64,
+    ) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Projection::Columns(columns) = &setup.plan.projection else {
+            return Ok(());
+        };
+        if !self.keeps(message, ctx) {
+            return Ok(());
+        }
+        self.write_columns(message, ctx, columns, Some(join_key), timestamp)
+    }
+
+    /// A record of a stream-stream join's repartition topic: matched with
+    /// the buffered rows of the other input, then buffered itself; rows that
+    /// can no longer match leave the buffer (unmatched FROM rows of a LEFT
+    /// join are written then).
+    fn process_joined(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
+        let setup = Arc::clone(&self.setup);
+        let Some(
+            join @ Join {
+                right: JoinInput::Stream { window, .. },
+                ..
+            },
+        ) = &setup.plan.join
+        else {
+            return Ok(());
+        };
+        let (Some(key), Some(payload)) = (message.key(), message.payload()) else {
+            return Ok(());
+        };
+        let routed: Routed = match serde_json::from_slice(payload) {
+            Ok(routed) => routed,
+            Err(e) => {
+                self.skip(message, &format!("repartition record: {e}"));
+                return Ok(());
+            }
+        };
+        let ts = message.timestamp().to_millis().unwrap_or(0);
+        let key = String::from_utf8_lossy(key).into_owned();
+        let side = routed.s.min(1);
+        let task = self.join_tasks.entry(message.partition()).or_default();
+        if task.stream_time.is_some_and(|st| window.is_late(ts, st)) {
+            self.counters.late_records.inc();
+            return Ok(());
+        }
+        task.observe(ts);
+        let mut pairs: Vec<(Routed, i64, Routed, i64)> = Vec::new();
+        let partners = task.partners(side, &key, ts, window);
+        for id in &partners {
+            let Some(other) = task.get(*id).cloned() else {
+                continue;
+            };
+            if side == 0 {
+                pairs.push((routed.clone(), ts, other.row, other.ts));
+            } else {
+                task.set_matched(*id);
+                pairs.push((other.row, other.ts, routed.clone(), ts));
+            }
+        }
+        let row = BufferedRow {
+            matched: side == 0 && !partners.is_empty(),
+            row: routed,
+            key,
+            ts,
+        };
+        task.insert(message.offset(), row, window.expires_after(side, ts));
+        let expired = task.expire();
+        for (left, left_ts, right, right_ts) in pairs {
+            let ctx = joined_context(&left, left_ts, Some(&right));
+            self.write_joined(
+                message,
+                &ctx,
+                message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+                left_ts.max(right_ts),
+            )?;
+        }
+        if join.kind == JoinKind::Left {
+            for row in expired.iter().filter(|r| r.row.s == 0 && !r.matched) {
+                let ctx = joined_context(&row.row, row.ts, None);
+                self.write_joined(message, &ctx, row.key.clone().into_bytes(), row.ts)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A record of the repartition topic: `[group values]` → `[aggregate arguments]`.
     fn process_grouped(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
         let setup = Arc::clone(&self.setup);
+        if let Some(Join {
+            right: JoinInput::Stream { .. },
+            ..
+        }) = &setup.plan.join
+        {
+            return self.process_joined(message);
+        }
         let Some(aggregation) = setup.plan.aggregation() else {
             return Ok(());
         };
@@ -725,6 +1001,17 @@ impl Engine {
                 )?;
             }
         }
+        let partitions: Vec<i32> = self.join_tasks.keys().copied().collect();
+        for partition in partitions {
+            let changes = self
+                .join_tasks
+                .get_mut(&partition)
+                .map(JoinTask::drain_changes)
+                .unwrap_or_default();
+            for (key, value) in changes {
+                self.send(changelog, Some(partition), Some(&key), value.as_deref(), 0)?;
+            }
+        }
         Ok(())
     }
 
@@ -736,6 +1023,7 @@ impl Engine {
             }
             if self.setup.repartition_topic.as_deref() == Some(topic.as_str()) {
                 self.tasks.remove(partition);
+                self.join_tasks.remove(partition);
             }
         }
     }
@@ -752,6 +1040,36 @@ impl Engine {
                 continue;
             }
             let started = Instant::now();
+            if let Some(Join {
+                right: JoinInput::Stream { window, .. },
+                ..
+            }) = &self.setup.plan.join
+            {
+                let mut task = JoinTask::default();
+                let mut bad = 0u64;
+                let records =
+                    kafka::read_partition(&self.setup.kafka, changelog, *partition, |key, value| {
+                        if task.apply_changelog(key, value, window).is_err() {
+                            bad += 1;
+                        }
+                    })?;
+                if bad > 0 {
+                    return Err(StreamError::State(format!(
+                        "{changelog}[{partition}]: {bad} records are not join state this worker version understands"
+                    )));
+                }
+                task.restored();
+                tracing::info!(
+                    partition,
+                    records,
+                    rows = task.len(),
+                    stream_time = ?task.stream_time,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "join state restored from the changelog"
+                );
+                self.join_tasks.insert(*partition, task);
+                continue;
+            }
             let mut task = Task::default();
             let mut bad = 0u64;
             let records = kafka::read_partition(&self.setup.kafka, changelog, *partition, |key, value| {
@@ -790,7 +1108,7 @@ impl Engine {
 }
 
 /// Decodes a key or value; plain JSON without a detour through async.
-fn decode(
+pub(crate) fn decode(
     runtime: &tokio::runtime::Handle,
     deserializer: &Deserializer,
     format: Format,
@@ -868,7 +1186,10 @@ pub(crate) fn reads_row_key(plan: &Plan) -> bool {
         }
     }
     if let Some(join) = &plan.join {
-        exprs.extend([&join.left_key, &join.right_key]);
+        exprs.push(&join.left_key);
+        if let JoinInput::Stream { right_key, .. } = &join.right {
+            exprs.push(right_key);
+        }
     }
     let mut found = false;
     for expr in exprs {
@@ -892,6 +1213,20 @@ pub(crate) fn group_names(plan: &Plan) -> Vec<String> {
                 .map_or_else(|| format!("group{i}"), |c| c.name.clone())
         })
         .collect()
+}
+
+/// The context of a joined row: the FROM row's pseudo columns, both rows.
+fn joined_context<'a>(left: &'a Routed, left_ts: i64, right: Option<&'a Routed>) -> Context<'a> {
+    Context {
+        rows: [Some(&left.v), right.map(|r| &r.v)],
+        key: &left.k,
+        timestamp: left_ts,
+        partition: left.p,
+        offset: left.o,
+        groups: &[],
+        aggregates: &[],
+        window: None,
+    }
 }
 
 #[cfg(test)]

@@ -221,13 +221,19 @@ pub(crate) fn consumer(
         .map_err(|e| StreamError::Kafka(kafka.redact(&e.to_string())))
 }
 
-/// The restore reader's callbacks: the end of the partition is how it knows
-/// it is done, not an error worth logging.
-struct RestoreCallbacks;
+/// The callbacks of readers that read partitions to their end (changelog
+/// restore, tables): the end of a partition is how they know they are done,
+/// not an error worth logging.
+pub(crate) struct RestoreCallbacks;
 
 impl ClientContext for RestoreCallbacks {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        // The end of a partition comes as a partition event or, from the
+        // fetcher, as a global error with the same code.
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::error!(%error, reason, "changelog reader");
         }
     }

@@ -8,10 +8,12 @@
 
 pub mod config;
 mod engine;
+mod join;
 mod kafka;
 pub mod output;
 mod prune;
 mod state;
+mod table;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,10 +23,10 @@ use pg_walstream::CancellationToken;
 use rdkafka::consumer::Consumer;
 use tributary_api::connector::TopicCreation;
 use tributary_kafka::KafkaAdmin;
-use tributary_sql::Projection;
+use tributary_sql::{Join, JoinInput};
 
 use self::config::StreamConfig;
-use self::engine::{Engine, InputSetup, Setup};
+use self::engine::{Engine, InputSetup, Setup, TableInput};
 use self::output::OutputEncoders;
 use self::prune::Fields;
 use crate::delivery::{self, PipelineSettings, TopicCreator};
@@ -203,8 +205,7 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
         .ensure(&config.output_topic)
         .await
         .map_err(topic_error(&config.output_topic))?;
-    let aggregate = matches!(plan.projection, Projection::Aggregate(_));
-    let (repartition_topic, changelog_topic) = if aggregate {
+    let (repartition_topic, changelog_topic) = if plan.repartitions() {
         let repartition = config.repartition_topic();
         let changelog = config.changelog_topic();
         let internal = |configs: BTreeMap<String, String>| TopicCreation {
@@ -258,9 +259,11 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
         topic: config.output_topic.clone(),
         source,
     })?;
+    let table = table_input(config, &plan);
     Ok(Setup {
         reads_row_key: engine::reads_row_key(&plan),
         output,
+        table,
         group_names: engine::group_names(&plan),
         output_key: config.spec().output.key.clone(),
         output_topic: config.output_topic.clone(),
@@ -271,6 +274,32 @@ async fn prepare(config: &StreamConfig) -> Result<Setup, StreamError> {
         inputs,
         plan,
     })
+}
+
+/// The table of a stream-table join and its memory limit.
+fn table_input(config: &StreamConfig, plan: &tributary_sql::Plan) -> Option<TableInput> {
+    match &plan.join {
+        Some(Join {
+            right: JoinInput::Table { key_path },
+            ..
+        }) => {
+            let topic = plan.sources[1].topic.clone();
+            let index = config.spec().inputs.iter().position(|i| i.topic == topic);
+            let limit = index
+                .and_then(|i| config.spec().inputs[i].max_table_bytes)
+                .unwrap_or(table::DEFAULT_MAX_TABLE_BYTES);
+            Some(TableInput {
+                limit_field: index.map_or_else(
+                    || "spec.inputs[].maxTableBytes".to_owned(),
+                    |i| format!("spec.inputs[{i}].maxTableBytes"),
+                ),
+                topic,
+                key_path: key_path.clone(),
+                limit,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The consume-process-commit loop (blocking; on its own thread).
@@ -289,8 +318,9 @@ fn run_engine(
             .map_err(|_| StreamError::State("the engine lock is poisoned".to_owned()))
     };
     let topics = {
-        let engine = lock()?;
+        let mut engine = lock()?;
         engine.init_transactions()?;
+        engine.load_table(client_id)?;
         engine.subscriptions()
     };
     let callbacks = kafka::GroupCallbacks {
@@ -308,6 +338,9 @@ fn run_engine(
     let result = loop {
         if shutdown.is_cancelled() {
             break Ok(());
+        }
+        if let Err(error) = lock().and_then(|mut engine| engine.follow_table()) {
+            break Err(error);
         }
         let polled = consumer.poll(Duration::from_millis(100));
         if let Some(error) = consumer.context().fatal.lock().ok().and_then(|mut f| f.take()) {

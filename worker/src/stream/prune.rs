@@ -14,7 +14,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use tributary_sql::{Expr, Plan, Projection};
+use tributary_sql::{Expr, JoinInput, Plan, Projection};
 
 /// The fields of a value to keep: a tree of names; `whole` keeps a subtree as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,7 +58,10 @@ impl Fields {
             }
         }
         if let Some(join) = &plan.join {
-            exprs.extend([&join.left_key, &join.right_key]);
+            exprs.push(&join.left_key);
+            if let JoinInput::Stream { right_key, .. } = &join.right {
+                exprs.push(right_key);
+            }
         }
         for expr in exprs {
             expr.walk(&mut |e| {
@@ -222,6 +225,7 @@ mod tests {
     fn plan(sql: &str) -> Plan {
         let options = PlanOptions {
             timestamp_fields: BTreeMap::from([("t".to_owned(), "ts".to_owned())]),
+            ..PlanOptions::default()
         };
         tributary_sql::parse_and_plan(sql, &options).unwrap()
     }

@@ -71,14 +71,7 @@ pub(crate) struct Task {
 impl Task {
     /// Advances the stream time to `ts` (it never goes back).
     pub fn observe(&mut self, ts: i64) -> i64 {
-        match self.stream_time {
-            Some(current) if current >= ts => current,
-            _ => {
-                self.stream_time = Some(ts);
-                self.stream_time_dirty = true;
-                ts
-            }
-        }
+        advance(&mut self.stream_time, &mut self.stream_time_dirty, ts)
     }
 
     /// Inserts a restored or new entry.
@@ -106,8 +99,7 @@ impl Task {
     pub fn apply_changelog(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
         if key == STREAM_TIME_KEY {
             if let Some(value) = value {
-                let time: StoredTime = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-                self.stream_time = Some(time.stream_time);
+                self.stream_time = Some(decode_stream_time(value)?);
             }
             return Ok(());
         }
@@ -126,6 +118,19 @@ impl Task {
     }
 }
 
+/// Advances a partition's stream time to `ts` (it never goes back), marking
+/// it `dirty` when it moved; returns the stream time.
+pub(crate) fn advance(stream_time: &mut Option<i64>, dirty: &mut bool, ts: i64) -> i64 {
+    match *stream_time {
+        Some(current) if current >= ts => current,
+        _ => {
+            *stream_time = Some(ts);
+            *dirty = true;
+            ts
+        }
+    }
+}
+
 /// The changelog key of an entry.
 pub(crate) fn encode_key(key: &StateKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.0.len() + 32);
@@ -139,6 +144,13 @@ fn decode_key(bytes: &[u8]) -> Result<StateKey, String> {
     let key: StoredKey = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let group = serde_json::to_vec(&key.g).map_err(|e| e.to_string())?;
     Ok((Arc::from(group), key.w))
+}
+
+/// The stream time of its changelog value.
+pub(crate) fn decode_stream_time(value: &[u8]) -> Result<i64, String> {
+    serde_json::from_slice::<StoredTime>(value)
+        .map(|t| t.stream_time)
+        .map_err(|e| e.to_string())
 }
 
 /// The changelog value of the stream time.

@@ -51,6 +51,8 @@ pub struct StreamCounters {
     pub bad_records: Counter,
     /// Commits (transactions under exactly-once).
     pub commits: Counter,
+    /// Records (upserts and tombstones) read from the tables of stream-table joins.
+    pub table_updates: Counter,
 }
 
 impl StreamCounters {
@@ -82,6 +84,11 @@ impl StreamCounters {
                 "stream_commits",
                 "Commits (transactions under exactly-once) of a stream",
                 &stream.commits,
+            ),
+            (
+                "stream_table_updates",
+                "Records (upserts and tombstones) a stream read from the tables it joins",
+                &stream.table_updates,
             ),
         ] {
             registry.register(name, help, counter.clone());

@@ -10,6 +10,7 @@ pub mod debezium;
 pub mod fixtures;
 pub mod process;
 pub mod sink;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::process::Command;
