@@ -896,9 +896,15 @@ fn join_sides<'a>(
     let (from_name, joined_name) = (display_name(&inputs[0]), display_name(&inputs[1]));
     let mut sides = Vec::with_capacity(2);
     for side in [left, right] {
-        if joined_kind == InputKind::Table
-            && let Some(path) = table_key_path(side, &inputs[1])
-        {
+        if let Some(path) = table_key_path(side, &inputs[1]) {
+            if joined_kind == InputKind::Stream {
+                return Err(SqlError::at(
+                    location_of(side, relation),
+                    format!(
+                        "{joined_name} is a stream: {joined_name}.ROWKEY looks a table row up by key; declare the topic a table (spec.inputs[].kind: Table), or join the two streams on a value field WITHIN a time bound"
+                    ),
+                ));
+            }
             sides.push((side, Side::TableKey(path)));
             continue;
         }

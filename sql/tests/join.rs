@@ -218,6 +218,12 @@ fn unsupported_join_shapes_are_refused_with_their_position() {
         "WITHIN bounds a stream-stream join; customers is a table",
     );
     assert_error(
+        "SELECT o.id FROM orders o JOIN shipments s WITHIN 1 MINUTE ON o.id = s.ROWKEY",
+        1,
+        70,
+        "s is a stream: s.ROWKEY looks a table row up by key; declare the topic a table (spec.inputs[].kind: Table)",
+    );
+    assert_error(
         "SELECT o.id FROM orders o WITHIN 1 MINUTE",
         1,
         27,

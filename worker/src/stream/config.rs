@@ -318,4 +318,27 @@ mod tests {
         .to_string();
         assert!(error.contains("would loop"), "{error}");
     }
+
+    #[test]
+    fn table_inputs_reach_the_planner_and_max_table_bytes_needs_a_table() {
+        let join = "  sql: SELECT o.id, c.name FROM orders o JOIN customers c ON o.cid = c.ROWKEY\n  output: {topic: out}\n";
+        // Without kind: Table, customers is a stream, which has no lookup by key.
+        let error = validate(&stream(join)).unwrap_err().to_string();
+        assert!(error.contains("c is a stream: c.ROWKEY"), "{error}");
+        assert!(error.contains("spec.inputs[].kind: Table"), "{error}");
+        let checked = validate(&stream(&format!(
+            "{join}  inputs:\n    - topic: customers\n      kind: Table\n      maxTableBytes: 1048576\n"
+        )))
+        .unwrap();
+        assert_eq!(checked.plan.sources[1].kind, tributary_sql::InputKind::Table);
+        let error = validate(&stream(&format!(
+            "{join}  inputs:\n    - topic: orders\n      maxTableBytes: 1048576\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("spec.inputs[0].maxTableBytes: applies to inputs of kind Table only"),
+            "{error}"
+        );
+    }
 }
