@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{ClusterRef, Properties, SecretKeyRef};
 use crate::sink::SinkSpec;
 use crate::transform::TransformSpec;
-use crate::workload::{DesiredState, PodTemplate, WorkloadStatus};
+use crate::workload::{DesiredState, OffsetReset, PodTemplate, WorkloadStatus};
 
 /// A source or sink connector.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,7 @@ use crate::workload::{DesiredState, PodTemplate, WorkloadStatus};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("[has(self.source), has(self.sink)].filter(x, x).size() == 1").message("spec must set exactly one of source or sink").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.offsetReset) || has(self.sink)").message("spec.offsetReset applies to sink connectors only (a source keeps its position in the database or its own offsets)").reason(Reason::FieldValueInvalid).field_path(".offsetReset"))]
 #[x_kube(validation = Rule::new("!has(self.source) || self.replicas <= 1").message("spec.replicas of a source connector must be 0 or 1: one worker reads the replication slot (or generates the sequence)").reason(Reason::FieldValueInvalid).field_path(".replicas"))]
 pub struct ConnectorSpec {
     /// The `KafkaCluster` records are written to. Absent: the namespace's only KafkaCluster.
@@ -111,6 +112,12 @@ pub struct ConnectorSpec {
     /// tolerations, affinity, labels, annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
+
+    /// Replay or skip records (sinks): moves the consumer group's committed
+    /// offsets over `sink.topics`, once per new `requestId`, with the
+    /// workers stopped meanwhile. See [`OffsetReset`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_reset: Option<OffsetReset>,
 }
 
 /// Error handling, in Kafka Connect's vocabulary.

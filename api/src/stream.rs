@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::ClusterRef;
 use crate::connector::{Format, TopicCreation};
-use crate::workload::{DesiredState, PodTemplate, WorkloadStatus};
+use crate::workload::{DesiredState, OffsetReset, PodTemplate, WorkloadStatus};
 
 /// A continuous SQL query over Kafka topics.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +117,20 @@ pub struct StreamSpec {
     /// tolerations, affinity, labels, annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
+
+    /// Replay or skip input records: moves the consumer group's committed
+    /// offsets over the query's input topics, once per new `requestId`,
+    /// with the workers stopped meanwhile (see [`OffsetReset`]).
+    ///
+    /// Windowed and aggregate state is not reset: it is restored from the
+    /// changelog topics as before, and the replayed records are aggregated
+    /// again on top of it (a replayed count counts twice). To recompute from
+    /// scratch, give the Stream a new `groupId` instead (new group, new
+    /// internal topics) — with `offsetReset` only when the output may
+    /// contain results of records seen twice. Offsets of internal
+    /// (repartition) topics are not moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_reset: Option<OffsetReset>,
 }
 
 /// How one input topic is read.

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,63 @@ pub enum DesiredState {
     /// Workers are scaled to zero. Offsets, the CDC slot and state topics
     /// stay, so `Running` continues where it stopped.
     Stopped,
+}
+
+/// A request to move the consumer group's committed offsets, applied once
+/// per new `requestId`: the operator stops the workers, waits until the
+/// group has no member, commits the new offsets through Kafka, records
+/// `status.offsetReset`, and lets the workers run again (from the new
+/// offsets).
+///
+/// Why declarative: Strimzi (0.44+) changes a `KafkaConnector`'s offsets
+/// imperatively, in steps: set `spec.state: stopped`, then annotate
+/// `strimzi.io/connector-offsets=reset` (or `alter`, with the offsets in a
+/// ConfigMap named by `spec.alterOffsets`); the operator acts once and
+/// removes the annotation, then the state is set back. The annotation is
+/// not something to keep in Git (a sync that puts it back resets again),
+/// and nothing records which request ran. Here one spec field is the whole
+/// request: the operator does the stop, the reset and the restart itself, a
+/// new `requestId` is a new reset while re-applying the same manifest is
+/// not, and `status.offsetReset` says which request was applied and when.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.to == 'Timestamp' ? has(self.timestamp) : !has(self.timestamp)").message("offsetReset.timestamp is required with to: Timestamp, and only allowed with it").reason(Reason::FieldValueInvalid).field_path(".timestamp"))]
+pub struct OffsetReset {
+    /// Identifies the request: a reset is applied once for each new value
+    /// (e.g. a date or a ticket number), never again for the same one.
+    #[schemars(length(min = 1, max = 128))]
+    pub request_id: String,
+    /// `Earliest` (replay everything retained), `Latest` (skip everything
+    /// not yet consumed) or `Timestamp` (from the first record at or after
+    /// `timestamp`).
+    pub to: OffsetResetTarget,
+    /// RFC 3339 time for `to: Timestamp`, e.g. `2026-12-02T15:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$')").message("offsetReset.timestamp must be an RFC 3339 time, e.g. 2026-12-02T15:00:00Z"))]
+    pub timestamp: Option<String>,
+}
+
+/// Where an offset reset moves the consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OffsetResetTarget {
+    /// The first retained record of every partition.
+    Earliest,
+    /// The end of every partition.
+    Latest,
+    /// The first record at or after `timestamp` (the end where there is none).
+    Timestamp,
+}
+
+/// The offset reset last applied (`status.offsetReset`).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedOffsetReset {
+    /// `spec.offsetReset.requestId` of the applied request.
+    pub request_id: String,
+    /// When the offsets were committed.
+    pub applied_at: Time,
+    /// Partitions whose committed offset was set.
+    pub partitions: i32,
 }
 
 /// Overrides of the worker pods: everything else is set by the operator
@@ -137,6 +194,9 @@ pub struct WorkloadStatus {
     /// Topics read and written (lineage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topics: Option<Lineage>,
+    /// The last `spec.offsetReset` applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_reset: Option<AppliedOffsetReset>,
 }
 
 /// How far behind a workload is.

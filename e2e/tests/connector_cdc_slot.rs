@@ -17,127 +17,58 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use support::Harness;
-use tokio_postgres::{Client, NoTls};
+use support::{Database, with_operator_and_kubelet};
 use tributary_api::Connector;
-use tributary_e2e::kubelet::{Kubelet, KubeletConfig};
-use tributary_testkit::{eventually, unique_name};
+use tributary_e2e::kubelet::Kubelet;
+use tributary_testkit::eventually;
 
 const WAIT: Duration = Duration::from_mins(2);
 
-/// A database of the test's own, with one table, and its name (also the
-/// slot's and the publication's).
-struct Database {
-    admin: Client,
-    name: String,
-    host: String,
-    port: String,
+/// The test's database, with a table `items`; its name is also the slot's
+/// and the publication's.
+async fn database(prefix: &str, postgres: &str) -> Database {
+    let db = Database::new(prefix, postgres).await;
+    db.session()
+        .await
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, note text)")
+        .await
+        .unwrap();
+    db
 }
 
-impl Database {
-    async fn new(prefix: &str, postgres: &str) -> Self {
-        let name = unique_name(prefix).replace('-', "_");
-        let admin = connect(postgres).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("Postgres at {postgres} unusable: {e}"));
-        let field = |key: &str| {
-            postgres
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .unwrap()
-                .to_owned()
-        };
-        let db = Self {
-            admin,
-            host: field("host"),
-            port: field("port"),
-            name,
-        };
-        db.session(postgres)
-            .await
-            .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, note text)")
-            .await
-            .unwrap();
-        db
-    }
-
-    async fn session(&self, postgres: &str) -> Client {
-        let base: Vec<&str> = postgres
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("dbname="))
-            .collect();
-        connect(&format!("{} dbname={}", base.join(" "), self.name)).await
-    }
-
-    fn connector(&self, name: &str, extra: &str) -> String {
-        format!(
-            "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  source:\n    postgres:\n      host: {host}\n      port: {port}\n      database: {db}\n      user: postgres\n      topicPrefix: {prefix}\n      slotName: {db}\n      publicationName: {db}\n      snapshotMode: NoData\n{extra}",
-            host = self.host,
-            port = self.port,
-            db = self.name,
-            prefix = self.name.replace('_', "-"),
-        )
-    }
-
-    async fn slot_exists(&self) -> bool {
-        self.admin
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&self.name],
-            )
-            .await
-            .unwrap()
-            .is_some()
-    }
-
-    async fn publication_exists(&self, postgres: &str) -> bool {
-        self.session(postgres)
-            .await
-            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&self.name])
-            .await
-            .unwrap()
-            .is_some()
-    }
-
-    /// Drops what the test left (a retained slot pins the database).
-    async fn drop(self) {
-        let _ = self
-            .admin
-            .execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&self.name],
-            )
-            .await;
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await;
-    }
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-async fn start(prefix: &str) -> (Harness, Kubelet) {
-    let mut harness = Harness::new(prefix).await;
-    harness.start_operator();
-    let kubelet = Kubelet::start(
-        harness.client.clone(),
-        KubeletConfig::for_namespaces([harness.namespace.clone()]).fast(),
+fn connector(db: &Database, name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  source:\n    postgres:\n      host: {host}\n      port: {port}\n      database: {db}\n      user: postgres\n      topicPrefix: {prefix}\n      slotName: {db}\n      publicationName: {db}\n      snapshotMode: NoData\n{extra}",
+        host = db.host,
+        port = db.port,
+        db = db.name,
+        prefix = db.name.replace('_', "-"),
     )
-    .await
-    .unwrap();
-    (harness, kubelet)
+}
+
+async fn slot_exists(db: &Database) -> bool {
+    db.admin
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&db.name],
+        )
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn publication_exists(db: &Database) -> bool {
+    db.session()
+        .await
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&db.name])
+        .await
+        .unwrap()
+        .is_some()
 }
 
 async fn wait_slot(db: &Database, kubelet: &Kubelet) {
     eventually("the worker created its slot", WAIT, || async {
-        Ok(db.slot_exists().await.then_some(()))
+        Ok(slot_exists(db).await.then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", kubelet.all_logs()));
@@ -145,11 +76,11 @@ async fn wait_slot(db: &Database, kubelet: &Kubelet) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_delete_the_slot_and_publication_go_after_the_worker_stopped() {
-    let (harness, kubelet) = start("e2e-slot-delete").await;
+    let (harness, kubelet) = with_operator_and_kubelet("e2e-slot-delete").await;
     let postgres = harness.endpoints.postgres.clone();
-    let db = Database::new("e2e_slot_delete", &postgres).await;
+    let db = database("e2e_slot_delete", &postgres).await;
     harness
-        .apply(&db.connector("cdc", "      slotDeletionPolicy: Delete\n"))
+        .apply(&connector(&db, "cdc", "      slotDeletionPolicy: Delete\n"))
         .await
         .unwrap();
     let connector = harness
@@ -161,7 +92,7 @@ async fn with_delete_the_slot_and_publication_go_after_the_worker_stopped() {
         .await;
     assert!(connector.spec.source.is_some());
     wait_slot(&db, &kubelet).await;
-    assert!(db.publication_exists(&postgres).await);
+    assert!(publication_exists(&db).await);
 
     let connectors = harness.api::<Connector>();
     connectors.delete("cdc", &DeleteParams::default()).await.unwrap();
@@ -170,8 +101,8 @@ async fn with_delete_the_slot_and_publication_go_after_the_worker_stopped() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", kubelet.all_logs()));
-    assert!(!db.slot_exists().await, "slot dropped");
-    assert!(!db.publication_exists(&postgres).await, "publication dropped");
+    assert!(!slot_exists(&db).await, "slot dropped");
+    assert!(!publication_exists(&db).await, "publication dropped");
     assert!(
         kubelet
             .processes()
@@ -195,10 +126,10 @@ async fn with_delete_the_slot_and_publication_go_after_the_worker_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_retain_stopped_shows_the_retained_wal_and_deletion_keeps_the_slot() {
-    let (harness, kubelet) = start("e2e-slot-retain").await;
+    let (harness, kubelet) = with_operator_and_kubelet("e2e-slot-retain").await;
     let postgres = harness.endpoints.postgres.clone();
-    let db = Database::new("e2e_slot_retain", &postgres).await;
-    harness.apply(&db.connector("cdc", "")).await.unwrap();
+    let db = database("e2e_slot_retain", &postgres).await;
+    harness.apply(&connector(&db, "cdc", "")).await.unwrap();
     wait_slot(&db, &kubelet).await;
     let connector = harness.wait_ready::<Connector>("cdc").await;
     assert!(connector.finalizers().is_empty(), "{:?}", connector.finalizers());
@@ -225,7 +156,7 @@ async fn with_retain_stopped_shows_the_retained_wal_and_deletion_keeps_the_slot(
     .unwrap();
     // About 2 MiB of rows, so the WAL retained is well above what the
     // worker confirmed before it stopped.
-    db.session(&postgres)
+    db.session()
         .await
         .batch_execute("INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 10000) g")
         .await
@@ -250,7 +181,7 @@ async fn with_retain_stopped_shows_the_retained_wal_and_deletion_keeps_the_slot(
     })
     .await
     .unwrap();
-    assert!(db.slot_exists().await, "slot kept");
+    assert!(slot_exists(&db).await, "slot kept");
 
     drop(kubelet);
     db.drop().await;
@@ -259,20 +190,20 @@ async fn with_retain_stopped_shows_the_retained_wal_and_deletion_keeps_the_slot(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_keeps_the_connector_until_the_slot_can_be_dropped() {
-    let (harness, kubelet) = start("e2e-slot-unreachable").await;
+    let (harness, kubelet) = with_operator_and_kubelet("e2e-slot-unreachable").await;
     let postgres = harness.endpoints.postgres.clone();
-    let db = Database::new("e2e_slot_unreachable", &postgres).await;
+    let db = database("e2e_slot_unreachable", &postgres).await;
     harness
         .apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pg\nstringData:\n  password: s3cret-value\n")
         .await
         .unwrap();
     // Nothing listens on port 1: the worker cannot start, the cleanup cannot connect.
-    let unreachable = db
-        .connector(
-            "cdc",
-            "      slotDeletionPolicy: Delete\n      password: {name: pg, key: password}\n",
-        )
-        .replace(&format!("port: {}", db.port), "port: 1");
+    let unreachable = connector(
+        &db,
+        "cdc",
+        "      slotDeletionPolicy: Delete\n      password: {name: pg, key: password}\n",
+    )
+    .replace(&format!("port: {}", db.port), "port: 1");
     harness.apply(&unreachable).await.unwrap();
     harness
         .wait_for::<Connector>("cdc", "finalizer added", |c| {

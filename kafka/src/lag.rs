@@ -56,32 +56,11 @@ pub fn group_lag(
         group: group.to_owned(),
         message: kafka.redact(&e.to_string()),
     };
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|e| error(&e))?;
+    let consumer = group_client(kafka, group).map_err(|e| error(&e))?;
+    let watermarks = partitions_with_watermarks(&consumer, topics, timeout).map_err(|e| error(&e))?;
     let mut partitions = TopicPartitionList::new();
-    let mut watermarks = Vec::new();
-    for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| error(&e))?;
-        for found in metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-        {
-            for partition in found.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, partition.id(), timeout)
-                    .map_err(|e| error(&e))?;
-                partitions.add_partition(topic, partition.id());
-                watermarks.push((topic.clone(), partition.id(), low, high));
-            }
-        }
+    for (topic, partition, _, _) in &watermarks {
+        partitions.add_partition(topic, *partition);
     }
     if watermarks.is_empty() {
         return Ok(GroupLag::default());
@@ -109,6 +88,45 @@ pub fn group_lag(
     lagging.truncate(MAX_AGED_PARTITIONS);
     lag.seconds = oldest_age_seconds(kafka, &lagging, timeout);
     Ok(lag)
+}
+
+/// A client using `group`'s id that never joins it (no subscription) and
+/// never commits on its own: for reading and setting the group's offsets
+/// without a rebalance.
+pub(crate) fn group_client(
+    kafka: &KafkaConnection,
+    group: &str,
+) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+/// `(topic, partition, low, high)` of every partition of `topics`; missing
+/// topics have none.
+pub(crate) fn partitions_with_watermarks(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, i32, i64, i64)>, rdkafka::error::KafkaError> {
+    let mut watermarks = Vec::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for found in metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+        {
+            for partition in found.partitions() {
+                let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+                watermarks.push((topic.clone(), partition.id(), low, high));
+            }
+        }
+    }
+    Ok(watermarks)
 }
 
 /// Age of the oldest record among `(lag, topic, partition, offset)`.

@@ -21,8 +21,9 @@
 //! ```
 //!
 //! Beside them, [`status`] carries the documents workers report through the
-//! `tributary-status` topic (and the operator's tail of it), and [`lag`]
-//! measures a consumer group's lag without joining it.
+//! `tributary-status` topic (and the operator's tail of it), [`lag`]
+//! measures a consumer group's lag without joining it, and [`offsets`]
+//! resets an empty group's committed offsets.
 //!
 //! Secret values never leave the properties map: `Debug` output and every
 //! error message name fields and Secret references, not values.
@@ -30,9 +31,11 @@
 pub mod admin;
 pub mod connection;
 pub mod lag;
+pub mod offsets;
 pub mod status;
 
 pub use admin::{AdminError, ClusterInfo, KafkaAdmin, ObservedTopic};
 pub use connection::{ConnectionError, KafkaConnection};
 pub use lag::{GroupLag, LagError, group_lag};
+pub use offsets::{ResetError, ResetTo, reset_group_offsets};
 pub use status::{DEFAULT_STATUS_TOPIC, StatusTail, WorkerStatus};

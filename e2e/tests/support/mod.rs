@@ -524,3 +524,89 @@ pub fn config_hash(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Strin
         .unwrap()["tributary.dev/config-hash"]
         .clone()
 }
+
+/// A harness with the operator running and a kubelet running the pods of
+/// its namespace as processes.
+pub async fn with_operator_and_kubelet(prefix: &str) -> (Harness, tributary_e2e::kubelet::Kubelet) {
+    let mut harness = Harness::new(prefix).await;
+    harness.start_operator();
+    let kubelet = tributary_e2e::kubelet::Kubelet::start(
+        harness.client.clone(),
+        tributary_e2e::kubelet::KubeletConfig::for_namespaces([harness.namespace.clone()]).fast(),
+    )
+    .await
+    .unwrap();
+    (harness, kubelet)
+}
+
+/// A Postgres database of the test's own on the local server.
+pub struct Database {
+    /// A session on the server's default database.
+    pub admin: tokio_postgres::Client,
+    /// The database's name (`<prefix>_<8 hex chars>`).
+    pub name: String,
+    /// Server host, for manifests.
+    pub host: String,
+    /// Server port, for manifests.
+    pub port: String,
+    server: String,
+}
+
+impl Database {
+    /// Creates the database on the server of the libpq-style URL `postgres`.
+    pub async fn new(prefix: &str, postgres: &str) -> Self {
+        let name = unique_name(prefix).replace('-', "_");
+        let admin = postgres_session(postgres).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {postgres} unusable: {e}"));
+        let field = |key: &str| {
+            postgres
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                .unwrap()
+                .to_owned()
+        };
+        let server: Vec<&str> = postgres
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("dbname="))
+            .collect();
+        Self {
+            admin,
+            host: field("host"),
+            port: field("port"),
+            server: server.join(" "),
+            name,
+        }
+    }
+
+    /// A session on this database.
+    pub async fn session(&self) -> tokio_postgres::Client {
+        postgres_session(&format!("{} dbname={}", self.server, self.name)).await
+    }
+
+    /// Drops the database, and first the replication slot named like it,
+    /// which would otherwise keep it.
+    pub async fn drop(self) {
+        let _ = self
+            .admin
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.name],
+            )
+            .await;
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .await;
+    }
+}
+
+async fn postgres_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres at {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}

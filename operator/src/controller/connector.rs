@@ -9,7 +9,7 @@
 
 use kube::ResourceExt;
 use tributary_api::connector::PostgresSource;
-use tributary_api::workload::default_group_id;
+use tributary_api::workload::{OffsetReset, default_group_id};
 use tributary_api::{ClusterRef, Connector, DesiredState, Lineage, PodTemplate, WorkloadStatus};
 use tributary_worker::config::SecretResolver;
 
@@ -61,6 +61,10 @@ impl Workload for Connector {
         tributary_worker::config::validate_role(self, secrets)
             .map(drop)
             .map_err(|e| Failure::stalled("InvalidSpec", e.to_string()))
+    }
+
+    fn offset_reset(&self) -> Option<&OffsetReset> {
+        self.spec.offset_reset.as_ref()
     }
 
     fn cdc_source(&self) -> Option<&PostgresSource> {

@@ -6,7 +6,7 @@
 
 use kube::ResourceExt;
 use tributary_api::connector::PostgresSource;
-use tributary_api::workload::default_group_id;
+use tributary_api::workload::{OffsetReset, default_group_id};
 use tributary_api::{ClusterRef, DesiredState, Lineage, PodTemplate, Stream, WorkloadStatus};
 use tributary_worker::config::{ConfigError, SecretResolver};
 
@@ -57,6 +57,10 @@ impl Workload for Stream {
     fn validate_worker_config(&self, _secrets: &SecretResolver) -> Result<(), Failure> {
         // Everything, SQL included, was checked by `validate` (no secrets involved).
         Ok(())
+    }
+
+    fn offset_reset(&self) -> Option<&OffsetReset> {
+        self.spec.offset_reset.as_ref()
     }
 
     fn cdc_source(&self) -> Option<&PostgresSource> {

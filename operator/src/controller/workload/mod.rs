@@ -14,6 +14,13 @@
 //! replication slot first ([`cleanup`]). While such a source is Stopped,
 //! no worker reports the WAL its slot retains, so the operator reads it from
 //! Postgres itself ([`slot`]), at most once per status interval.
+//!
+//! A `spec.offsetReset` with a `requestId` other than the one in
+//! `status.offsetReset` is applied within one reconcile's apply step: the
+//! Deployment is applied at zero replicas; once no worker pod is left and
+//! the consumer group is empty, the group's offsets are committed
+//! ([`tributary_kafka::reset_group_offsets`]) and the Deployment is applied
+//! as usual. Until then the reconcile reports `ResettingOffsets` and retries.
 
 pub mod build;
 pub mod cleanup;
@@ -36,6 +43,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tributary_api::connector::PostgresSource;
+use tributary_api::workload::{AppliedOffsetReset, OffsetReset, OffsetResetTarget};
 use tributary_api::{
     ClusterRef, DesiredState, HasConditions, Health, KafkaCluster, Lineage, PodTemplate, Topic,
     WorkloadStatus,
@@ -95,6 +103,8 @@ pub trait Workload:
     fn validate_worker_config(&self, secrets: &SecretResolver) -> Result<(), Failure>;
     /// The Postgres CDC source whose replication slot the workers hold.
     fn cdc_source(&self) -> Option<&PostgresSource>;
+    /// `spec.offsetReset`.
+    fn offset_reset(&self) -> Option<&OffsetReset>;
 }
 
 /// Workloads' memory between reconciles: the operator's tail of each
@@ -104,6 +114,8 @@ pub struct WorkloadState {
     tails: Mutex<HashMap<String, (KafkaConnection, Arc<StatusTail>)>>,
     samples: Mutex<HashMap<String, Sample>>,
     slot_readings: Mutex<HashMap<String, (Instant, SlotReading)>>,
+    /// The last offset-reset request applied per resource (`status_key`).
+    applied_resets: Mutex<HashMap<String, String>>,
 }
 
 /// The WAL a replication slot retains as the operator last read it: bytes
@@ -226,7 +238,8 @@ pub fn status_key<K: Workload>(obj: &K) -> String {
 
 /// The worker config file: the KafkaCluster and the resource, as manifests
 /// without server-side fields. The second value is the same with
-/// `spec.state` left out (the part whose change restarts workers).
+/// `spec.state` and `spec.offsetReset` left out (the part whose change
+/// restarts workers).
 pub fn config_files<K: Workload>(obj: &K, cluster: &KafkaCluster) -> Result<(String, String), Failure> {
     let manifest =
         |api_version: String, kind: String, name: String, namespace: String, spec: serde_json::Value| {
@@ -266,7 +279,10 @@ pub fn config_files<K: Workload>(obj: &K, cluster: &KafkaCluster) -> Result<(Str
     let full = render(spec.clone())?;
     let mut without_state = spec;
     if let Some(map) = without_state.as_object_mut() {
+        // Workers follow the state live; an offset reset stops and starts
+        // them anyway.
         map.remove("state");
+        map.remove("offsetReset");
     }
     Ok((full, render(without_state)?))
 }
@@ -318,7 +334,9 @@ pub async fn reconcile<K: Workload>(
     }
     cleanup::ensure_finalizer(obj, api).await?;
     let previous = obj.workload_status().cloned().unwrap_or_default();
-    let (mut status, health, dependencies) = match sync(obj, context).await {
+    // Boxed: reading, building and applying every child (twice around an
+    // offset reset) is a large future (clippy::large_futures).
+    let (mut status, health, dependencies) = match Box::pin(sync(obj, context)).await {
         Ok(Synced {
             status,
             health,
@@ -330,6 +348,7 @@ pub async fn reconcile<K: Workload>(
                 replicas: previous.replicas,
                 desired_replicas: previous.desired_replicas,
                 selector: previous.selector.clone(),
+                offset_reset: previous.offset_reset.clone(),
                 ..WorkloadStatus::default()
             },
             failure.health(),
@@ -458,7 +477,15 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
     };
     let children = build::build(&input);
 
-    // apply
+    // apply (after an offset reset, when one is pending)
+    let applied_reset = match pending_offset_reset(obj, context) {
+        Some(reset) => Some(
+            stop_and_reset(obj, context, &cluster, &lineage.reads, &input, reset)
+                .await
+                .map_err(|f| (f, dependencies.clone()))?,
+        ),
+        None => obj.workload_status().and_then(|s| s.offset_reset.clone()),
+    };
     let deployment = apply_children(context, &namespace, &children)
         .await
         .map_err(|e| {
@@ -487,9 +514,136 @@ async fn sync<K: Workload>(obj: &K, context: &Context) -> Result<Synced, SyncErr
         .await
         .map_err(|f| (f, dependencies.clone()))?;
     Ok(Synced {
-        status: observe::status(&observation),
+        status: WorkloadStatus {
+            offset_reset: applied_reset,
+            ..observe::status(&observation)
+        },
         health: observe::health(&observation),
         dependencies,
+    })
+}
+
+/// `spec.offsetReset` when its `requestId` has not been applied yet: not
+/// in `status.offsetReset`, nor in this operator's memory (a reconcile can
+/// start from a cached object that predates the status write recording the
+/// reset, and must not reset twice).
+fn pending_offset_reset<'a, K: Workload>(obj: &'a K, context: &Context) -> Option<&'a OffsetReset> {
+    let reset = obj.offset_reset()?;
+    let in_status = obj
+        .workload_status()
+        .and_then(|s| s.offset_reset.as_ref())
+        .is_some_and(|a| a.request_id == reset.request_id);
+    let remembered = context
+        .workloads
+        .applied_resets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&status_key(obj))
+        .is_some_and(|id| *id == reset.request_id);
+    (!in_status && !remembered).then_some(reset)
+}
+
+/// Where `reset` moves the offsets; a timestamp that is not RFC 3339 (the
+/// apiserver checks the shape, not e.g. the day of the month) is Stalled.
+pub fn reset_target(reset: &OffsetReset) -> Result<tributary_kafka::ResetTo, Failure> {
+    Ok(match reset.to {
+        OffsetResetTarget::Earliest => tributary_kafka::ResetTo::Earliest,
+        OffsetResetTarget::Latest => tributary_kafka::ResetTo::Latest,
+        OffsetResetTarget::Timestamp => {
+            let text = reset.timestamp.as_deref().unwrap_or_default();
+            let at: k8s_openapi::jiff::Timestamp = text.parse().map_err(|e| {
+                Failure::stalled(
+                    "InvalidSpec",
+                    format!("spec.offsetReset.timestamp {text:?} is not an RFC 3339 time: {e}"),
+                )
+            })?;
+            tributary_kafka::ResetTo::Timestamp(at.as_millisecond())
+        }
+    })
+}
+
+/// Applies the children of `input` at zero replicas and commits the offsets
+/// `reset` asks for, once the workers are gone and the group is empty; until
+/// then a transient `ResettingOffsets` failure (the reconcile retries).
+async fn stop_and_reset<K: Workload>(
+    obj: &K,
+    context: &Context,
+    cluster: &KafkaCluster,
+    topics: &[String],
+    input: &WorkloadInput,
+    reset: &OffsetReset,
+) -> Result<AppliedOffsetReset, Failure> {
+    let to = reset_target(reset)?;
+    let stopped = build::build(&WorkloadInput {
+        replicas: 0,
+        ..input.clone()
+    });
+    apply_children(context, &input.namespace, &stopped)
+        .await
+        .map_err(|e| Failure::transient("KubernetesApiError", e.to_string()))?;
+    let Some(group) = obj.consumer_group() else {
+        return Err(Failure::stalled(
+            "InvalidSpec",
+            "spec.offsetReset: this resource has no consumer group",
+        ));
+    };
+    let waiting = |message: String| Failure::transient("ResettingOffsets", message);
+    let namespace = obj.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let left = pods
+        .list_metadata(&ListParams::default().labels(&build::selector_string(K::KIND, &obj.name_any())))
+        .await
+        .map_err(|e| Failure::transient("KubernetesApiError", e.to_string()))?
+        .items
+        .len();
+    if left > 0 {
+        return Err(waiting(format!(
+            "offset reset {:?}: waiting for {left} workers to stop",
+            reset.request_id
+        )));
+    }
+    let secret_values = SecretValues::read(&context.client, cluster)
+        .await
+        .map_err(Failure::from)?;
+    let connection = cluster::kafka_connection(cluster, &secret_values).map_err(Failure::from)?;
+    let topics = topics.to_vec();
+    let timeout = context.settings.request_timeout;
+    let group_for_reset = group.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        tributary_kafka::reset_group_offsets(&connection, &group_for_reset, &topics, to, timeout)
+    })
+    .await
+    .map_err(|e| Failure::transient("ResettingOffsets", format!("offset reset task failed: {e}")))?;
+    let partitions = match result {
+        Ok(partitions) => partitions,
+        Err(error @ tributary_kafka::ResetError::GroupNotEmpty { .. }) => {
+            return Err(waiting(format!("offset reset {:?}: {error}", reset.request_id)));
+        }
+        Err(error) => return Err(Failure::transient("KafkaUnreachable", error.to_string())),
+    };
+    let message = format!(
+        "consumer group {group} reset to {:?} on {partitions} partitions (request {:?})",
+        reset.to, reset.request_id
+    );
+    tracing::info!(kind = K::KIND, %namespace, name = %obj.name_any(), %group, partitions, request = %reset.request_id, "offsets reset");
+    context
+        .workloads
+        .applied_resets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(status_key(obj), reset.request_id.clone());
+    super::publish_event(
+        context,
+        obj,
+        kube::runtime::events::EventType::Normal,
+        "OffsetsReset",
+        message,
+    )
+    .await;
+    Ok(AppliedOffsetReset {
+        request_id: reset.request_id.clone(),
+        applied_at: crate::status::now(),
+        partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
     })
 }
 
@@ -740,6 +894,33 @@ mod tests {
                 .get("app.kubernetes.io/component")
                 .map(String::as_str),
             Some(K::COMPONENT)
+        );
+    }
+
+    #[test]
+    fn an_offset_reset_target_is_read_from_the_request() {
+        let request = |to: &str, timestamp: Option<&str>| OffsetReset {
+            request_id: "r".to_owned(),
+            to: serde_json::from_value(serde_json::json!(to)).unwrap(),
+            timestamp: timestamp.map(str::to_owned),
+        };
+        assert_eq!(
+            reset_target(&request("Earliest", None)).unwrap(),
+            tributary_kafka::ResetTo::Earliest
+        );
+        assert_eq!(
+            reset_target(&request("Timestamp", Some("2026-12-02T15:00:00+01:00"))).unwrap(),
+            tributary_kafka::ResetTo::Timestamp(1_796_220_000_000)
+        );
+        // The apiserver checks the shape only; a 13th month is Stalled here.
+        let invalid = reset_target(&request("Timestamp", Some("2026-13-02T15:00:00Z"))).unwrap_err();
+        assert!(!invalid.transient);
+        assert!(
+            invalid
+                .message
+                .starts_with("spec.offsetReset.timestamp \"2026-13-02T15:00:00Z\""),
+            "{}",
+            invalid.message
         );
     }
 
