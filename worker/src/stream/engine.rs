@@ -1174,23 +1174,7 @@ fn default_key_fields(group_names: &[String], entry: &StoredEntry, windowed: boo
 
 /// Whether any expression of `plan` reads `ROWKEY`.
 pub(crate) fn reads_row_key(plan: &Plan) -> bool {
-    let mut exprs: Vec<&Expr> = plan.filter.iter().collect();
-    match &plan.projection {
-        Projection::Wildcard => {}
-        Projection::Columns(columns) => exprs.extend(columns.iter().map(|c| &c.expr)),
-        Projection::Aggregate(aggregation) => {
-            exprs.extend(aggregation.group_by.iter());
-            exprs.extend(aggregation.calls.iter().filter_map(|c| c.arg.as_ref()));
-            exprs.extend(aggregation.having.iter());
-            exprs.extend(aggregation.columns.iter().map(|c| &c.expr));
-        }
-    }
-    if let Some(join) = &plan.join {
-        exprs.push(&join.left_key);
-        if let JoinInput::Stream { right_key, .. } = &join.right {
-            exprs.push(right_key);
-        }
-    }
+    let exprs = super::prune::expressions(plan);
     let mut found = false;
     for expr in exprs {
         expr.walk(&mut |e| found |= matches!(e, Expr::Meta(tributary_sql::Meta::RowKey)));

@@ -16,6 +16,30 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Number, Value};
 use tributary_sql::{Expr, JoinInput, Plan, Projection};
 
+/// Every expression of `plan` evaluated on input rows: the filter, the
+/// projection (or grouping, aggregate arguments, HAVING and result
+/// columns) and the join keys.
+pub(crate) fn expressions(plan: &Plan) -> Vec<&Expr> {
+    let mut exprs: Vec<&Expr> = plan.filter.iter().collect();
+    match &plan.projection {
+        Projection::Wildcard => {}
+        Projection::Columns(columns) => exprs.extend(columns.iter().map(|c| &c.expr)),
+        Projection::Aggregate(aggregation) => {
+            exprs.extend(aggregation.group_by.iter());
+            exprs.extend(aggregation.calls.iter().filter_map(|c| c.arg.as_ref()));
+            exprs.extend(aggregation.having.iter());
+            exprs.extend(aggregation.columns.iter().map(|c| &c.expr));
+        }
+    }
+    if let Some(join) = &plan.join {
+        exprs.push(&join.left_key);
+        if let JoinInput::Stream { right_key, .. } = &join.right {
+            exprs.push(right_key);
+        }
+    }
+    exprs
+}
+
 /// The fields of a value to keep: a tree of names; `whole` keeps a subtree as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Fields {
@@ -45,24 +69,11 @@ impl Fields {
 
     /// What the query reads of input `input` (`SELECT *` needs everything).
     pub fn of_input(plan: &Plan, input: usize) -> Self {
+        if matches!(plan.projection, Projection::Wildcard) {
+            return Self::whole();
+        }
         let mut fields = Self::default();
-        let mut exprs: Vec<&Expr> = plan.filter.iter().collect();
-        match &plan.projection {
-            Projection::Wildcard => return Self::whole(),
-            Projection::Columns(columns) => exprs.extend(columns.iter().map(|c| &c.expr)),
-            Projection::Aggregate(aggregation) => {
-                exprs.extend(aggregation.group_by.iter());
-                exprs.extend(aggregation.calls.iter().filter_map(|c| c.arg.as_ref()));
-                exprs.extend(aggregation.having.iter());
-                exprs.extend(aggregation.columns.iter().map(|c| &c.expr));
-            }
-        }
-        if let Some(join) = &plan.join {
-            exprs.push(&join.left_key);
-            if let JoinInput::Stream { right_key, .. } = &join.right {
-                exprs.push(right_key);
-            }
-        }
+        let exprs = expressions(plan);
         for expr in exprs {
             expr.walk(&mut |e| {
                 if let Expr::Column(column) = e
