@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use tokio_postgres::NoTls;
 use tributary_api::connector::{PostgresSource, PublicationAutocreate};
+use tributary_worker::source::postgres::setup::quote_ident;
 
 /// Talking to the source database failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +60,6 @@ pub enum SlotError {
 fn statement(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SlotError {
     let what = what.into();
     move |source| SlotError::Statement { what, source }
-}
-
-/// `name` as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Connects to the source database of `pg` (a Connector in `namespace`).
@@ -169,14 +165,4 @@ pub async fn drop_slot_and_publication(
         }
     }
     Ok(dropped)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_quoted_with_inner_quotes_doubled() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 }
