@@ -17,6 +17,10 @@ use crate::model::{
     SchemaRequest, SchemaResponse, SubjectSchemaResponse,
 };
 
+/// How often a registration that collided with a concurrent one is repeated,
+/// and the pause before the first repeat (growing linearly).
+const CONFLICT_RETRIES: u32 = 4;
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(50);
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5";
 
@@ -154,9 +158,27 @@ impl RegistryClient {
     ) -> Result<RegisteredSchema, RegistryError> {
         check_subject(subject)?;
         let body = encode(&SchemaRequest::from(schema))?;
-        let reply = self
-            .call(Method::POST, &["subjects", subject, "versions"], &[], Some(body))
-            .await?;
+        // Registering is idempotent, so a registration that lost a race in the
+        // registry's storage is simply repeated (a few times, briefly apart).
+        let mut attempt = 0;
+        let reply = loop {
+            let reply = self
+                .call(
+                    Method::POST,
+                    &["subjects", subject, "versions"],
+                    &[],
+                    Some(body.clone()),
+                )
+                .await?;
+            match self.expect_success(&reply) {
+                Err(RegistryError::Conflict(message)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(subject, attempt, %message, "schema registry: registration collided, repeating it");
+                    tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
+                }
+                _ => break reply,
+            }
+        };
         // Registering creates the subject, so a 404 here can only mean a
         // reference points at a subject or version that does not exist
         // (Apicurio answers 404/40402 where Confluent answers 422).

@@ -13,6 +13,11 @@ pub enum RegistryError {
     /// The schema breaks the subject's compatibility level (HTTP 409).
     #[error("incompatible schema: {0}")]
     Incompatible(String),
+    /// A concurrent write collided with this one (HTTP 409 "already exists"):
+    /// Apicurio answers so when registrations of the same schema text under
+    /// different subjects race in its storage. Repeating the request resolves it.
+    #[error("concurrent change in the registry: {0}")]
+    Conflict(String),
     /// The registry refused the schema, its references or the subject name
     /// (HTTP 422, e.g. error codes 42201 invalid schema, 42202 invalid version).
     #[error("invalid schema: {0}")]
@@ -44,12 +49,12 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Worth retrying unchanged: the registry was unreachable, overloaded
-    /// (HTTP 429) or failed internally (HTTP 5xx, e.g. 50001 store error,
+    /// Worth retrying unchanged: the registry was unreachable, lost a race
+    /// between concurrent writes, overloaded (HTTP 429) or failed internally (HTTP 5xx, e.g. 50001 store error,
     /// 50003 forwarding to the leader failed).
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Unreachable(_) => true,
+            RegistryError::Unreachable(_) | RegistryError::Conflict(_) => true,
             RegistryError::Api { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -70,6 +75,7 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable(m) => RegistryError::Unreachable(clean(m)),
             RegistryError::Incompatible(m) => RegistryError::Incompatible(clean(m)),
+            RegistryError::Conflict(m) => RegistryError::Conflict(clean(m)),
             RegistryError::InvalidSchema(m) => RegistryError::InvalidSchema(clean(m)),
             RegistryError::NotFound(m) => RegistryError::NotFound(clean(m)),
             RegistryError::Unauthorized(m) => RegistryError::Unauthorized(clean(m)),
@@ -153,6 +159,12 @@ pub(crate) fn classify(status: u16, body: &str) -> RegistryError {
     match status {
         401 | 403 => RegistryError::Unauthorized(message),
         404 => RegistryError::NotFound(message),
+        // Apicurio's storage losing a race between concurrent creations of
+        // the same schema text under new subjects (error code 409, like an
+        // incompatibility, so told apart by the text).
+        409 if code.is_none_or(|c| c == 409 || c == 0) && message.contains("already exists") => {
+            RegistryError::Conflict(message)
+        }
         // Confluent answers an incompatible schema with 409 and error code
         // 409; Apicurio's ccompat API with 409 and code 0. A 4xxxx code under
         // 409 ("schema still referenced") is not incompatibility.
@@ -191,6 +203,19 @@ mod tests {
             matches!(&apicurio, RegistryError::Incompatible(m) if m.contains("Incompatible artifact")),
             "{apicurio:?}"
         );
+    }
+
+    #[test]
+    fn a_creation_race_is_a_transient_conflict_not_incompatibility() {
+        let error = classify(
+            409,
+            r#"{"message":"An artifact with ID 'orders-value' in group 'null' already exists.","error_code":409}"#,
+        );
+        assert!(
+            matches!(&error, RegistryError::Conflict(m) if m.contains("already exists")),
+            "{error:?}"
+        );
+        assert!(error.is_transient());
     }
 
     #[test]

@@ -123,6 +123,38 @@ async fn re_registering_the_same_schema_is_idempotent() {
     registry.delete_subject(&subject, true).await.unwrap();
 }
 
+/// Many topics with the same value schema registered at once (an operator
+/// reconciling a batch of Schema resources): every registration succeeds and
+/// they share one id, also where the registry's storage races internally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_of_one_schema_under_many_subjects_all_succeed() {
+    let registry = live_client().await;
+    // A schema text no other test registers, so every registration races to
+    // create its content.
+    let schema = SchemaDefinition::avro(
+        json!({"type": "record", "name": "Race", "namespace": "dev.tributary.test",
+               "doc": unique_name("race"), "fields": [{"name": "id", "type": "long"}]})
+        .to_string(),
+    );
+    let subjects: Vec<String> = (0..16).map(|_| unique_name("reg-race-value")).collect();
+    let registrations = subjects.iter().map(|subject| {
+        let (registry, schema) = (registry.clone(), schema.clone());
+        let subject = subject.clone();
+        tokio::spawn(async move { registry.register(&subject, &schema).await })
+    });
+    let mut ids = Vec::new();
+    for registration in registrations.collect::<Vec<_>>() {
+        let registered = registration.await.unwrap().unwrap();
+        assert_eq!(registered.version, 1);
+        ids.push(registered.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one schema text, one id: {ids:?}");
+    for subject in &subjects {
+        registry.delete_subject(subject, true).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_second_schema_becomes_version_2_and_the_latest() {
     let registry = live_client().await;

@@ -25,6 +25,8 @@
 #   - GET /config/{s}?defaultToGlobal=true answers NONE whatever the global level
 #   - Apicurio's own global default compatibility is NONE (set to BACKWARD here)
 #   - no /mode endpoint (404 "Operation not supported.")
+#   - the same schema registered under several new subjects at once: some
+#     answers are 409 "… already exists." (a storage race; a repeat succeeds)
 # Usage: registry.sh install|start|stop|status
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
