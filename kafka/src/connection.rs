@@ -52,6 +52,10 @@ pub const DEFAULT_CONNECTION_SETUP_TIMEOUT_MS: &str = "10000";
 
 const REDACTED: &str = "<redacted>";
 
+/// How long librdkafka waits before fetching again once its prefetch queue
+/// was full (see [`KafkaConnection::consumer_config`]).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// Why a `KafkaCluster` spec cannot be turned into client properties. Every
 /// message names the offending spec field; none carries a secret value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,6 +238,23 @@ impl KafkaConnection {
         for (key, value) in &self.properties {
             config.set(key, value);
         }
+        config
+    }
+
+    /// [`Self::client_config`] for a consumer that prefetches at most
+    /// `prefetch_kbytes` (librdkafka's `queued.max.messages.kbytes`), so its
+    /// memory stays bounded.
+    ///
+    /// With a bounded prefetch queue librdkafka postpones the next fetch by
+    /// `fetch.queue.backoff.ms` (1 s by default) whenever the queue is full,
+    /// so a consumer that drains the queue faster than that sits idle for
+    /// most of each second: a small queue caps throughput at about one
+    /// queue per second. A 10 ms backoff keeps the fetcher close behind.
+    pub fn consumer_config(&self, prefetch_kbytes: u32) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("queued.max.messages.kbytes", prefetch_kbytes.to_string())
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         config
     }
 

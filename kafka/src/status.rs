@@ -85,11 +85,10 @@ impl StatusTail {
         // The group id is never joined or committed to: partitions are
         // assigned directly.
         let consumer: BaseConsumer = kafka
-            .client_config()
+            .consumer_config(2048)
             .set("group.id", "tributary-operator-status")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .set("queued.max.messages.kbytes", "2048")
             .create()
             .map_err(|e| error(&e))?;
         let latest = Arc::new(Mutex::new(HashMap::new()));

@@ -139,12 +139,11 @@ impl StateTopic {
         let timeout = Duration::from_secs(15);
         let consumer: BaseConsumer = self
             .kafka
-            .client_config()
+            .consumer_config(4096)
             .set("group.id", "tributary-state-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.max.bytes", "4194304")
-            .set("queued.max.messages.kbytes", "4096")
             .create()
             .map_err(|e| self.kafka_error(&e))?;
         let metadata = consumer

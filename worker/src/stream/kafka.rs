@@ -204,8 +204,9 @@ pub(crate) fn consumer(
     client_id: &str,
     callbacks: GroupCallbacks,
 ) -> Result<BaseConsumer<GroupCallbacks>, StreamError> {
+    // At most 16 MiB prefetched.
     kafka
-        .client_config()
+        .consumer_config(16 * 1024)
         .set("group.id", group_id)
         .set("client.id", client_id)
         .set("enable.auto.commit", "false")
@@ -213,7 +214,6 @@ pub(crate) fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
-        .set("queued.max.messages.kbytes", "16384")
         .set("fetch.max.bytes", "8388608")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")

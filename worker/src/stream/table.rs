@@ -100,15 +100,14 @@ impl Table {
         let failed = |e: KafkaError| StreamError::Kafka(format!("reading table {}: {e}", setup.topic));
         let consumer: BaseConsumer<RestoreCallbacks> = setup
             .kafka
-            .client_config()
+            // Bounded memory: at most 8 MiB prefetched.
+            .consumer_config(8192)
             .set("group.id", format!("{}-table", setup.client_id))
             .set("client.id", format!("{}-table", setup.client_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
-            // Bounded memory: at most 8 MiB prefetched.
-            .set("queued.max.messages.kbytes", "8192")
             .set("fetch.max.bytes", "4194304")
             // Follow updates promptly: they apply to the stream records after them.
             .set("fetch.wait.max.ms", "100")

@@ -135,7 +135,7 @@ pub fn create(
     context: GroupContext,
 ) -> Result<StreamConsumer<GroupContext>, String> {
     kafka
-        .client_config()
+        .consumer_config(settings.queue_max_kbytes)
         .set("group.id", &settings.group_id)
         .set("client.id", &settings.client_id)
         .set("enable.auto.commit", "false")
@@ -149,10 +149,6 @@ pub fn create(
         )
         .set("enable.partition.eof", "false")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set(
-            "queued.max.messages.kbytes",
-            settings.queue_max_kbytes.to_string(),
-        )
         .set("queued.min.messages", "10000")
         .set("fetch.max.bytes", settings.fetch_max_bytes.to_string())
         .set("max.partition.fetch.bytes", "1048576")
