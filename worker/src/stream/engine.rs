@@ -48,6 +48,7 @@ use super::StreamError;
 use super::join::{BufferedRow, JoinTask, Routed};
 use super::kafka::{self, DeliveryState, GroupCallbacks, Producer};
 use super::output::OutputEncoders;
+use super::positions::Positions;
 use super::prune::Fields;
 use super::state::{self, StateKey, StoredEntry, Task};
 use super::table::{Table, TableSetup, canonical};
@@ -111,8 +112,7 @@ pub(crate) struct Engine {
     runtime: tokio::runtime::Handle,
     in_transaction: bool,
     /// Next offset to commit, per partition processed since the last commit.
-    /// Topic → partition → offset (nested so the hot path allocates no key).
-    positions: HashMap<String, HashMap<i32, i64>>,
+    positions: Positions,
     /// Aggregate state per repartition partition owned.
     tasks: HashMap<i32, Task>,
     last_warning: Option<Instant>,
@@ -146,7 +146,7 @@ impl Engine {
             counters,
             runtime,
             in_transaction: false,
-            positions: HashMap::new(),
+            positions: Positions::default(),
             tasks: HashMap::new(),
             last_warning: None,
             suppressed_warnings: 0,
@@ -201,6 +201,11 @@ impl Engine {
         table.bootstrap(&self.runtime)?;
         self.table = Some(table);
         Ok(())
+    }
+
+    /// Whether the query joins a table (loaded by [`Engine::load_table`]).
+    pub fn has_table(&self) -> bool {
+        self.table.is_some()
     }
 
     /// Applies the table updates read since the last call.
@@ -261,16 +266,8 @@ impl Engine {
     #[allow(clippy::too_many_lines)] // decode, filter, then one arm per projection kind
     pub fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<(), StreamError> {
         let topic = message.topic();
-        let next = message.offset() + 1;
-        match self.positions.get_mut(topic) {
-            Some(partitions) => {
-                partitions.insert(message.partition(), next);
-            }
-            None => {
-                self.positions
-                    .insert(topic.to_owned(), HashMap::from([(message.partition(), next)]));
-            }
-        }
+        self.positions
+            .record(topic, message.partition(), message.offset() + 1);
         if self.setup.repartition_topic.as_deref() == Some(topic) {
             return self.process_grouped(message);
         }
@@ -898,16 +895,14 @@ impl Engine {
     /// exactly-once, after the producer's flush otherwise.
     pub fn commit(&mut self, consumer: &BaseConsumer<GroupCallbacks>) -> Result<(), StreamError> {
         self.flush_state()?;
-        if self.positions.values().all(HashMap::is_empty) && !self.in_transaction {
+        if self.positions.is_empty() && !self.in_transaction {
             return Ok(());
         }
         let mut offsets = TopicPartitionList::new();
-        for (topic, partitions) in &self.positions {
-            for (partition, offset) in partitions {
-                offsets
-                    .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(|e| StreamError::Kafka(e.to_string()))?;
-            }
+        for (topic, partition, next) in self.positions.iter() {
+            offsets
+                .add_partition_offset(topic, partition, Offset::Offset(next))
+                .map_err(|e| StreamError::Kafka(e.to_string()))?;
         }
         let timeout = Duration::from_mins(1);
         let started = Instant::now();
@@ -952,9 +947,7 @@ impl Engine {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "committed"
         );
-        for partitions in self.positions.values_mut() {
-            partitions.clear();
-        }
+        self.positions.clear();
         self.counters.commits.inc();
         Ok(())
     }
@@ -1018,9 +1011,7 @@ impl Engine {
     /// Partitions leave this worker (after [`Engine::commit`]): forget their state.
     pub fn revoke(&mut self, partitions: &[(String, i32)]) {
         for (topic, partition) in partitions {
-            if let Some(positions) = self.positions.get_mut(topic) {
-                positions.remove(partition);
-            }
+            self.positions.remove(topic, *partition);
             if self.setup.repartition_topic.as_deref() == Some(topic.as_str()) {
                 self.tasks.remove(partition);
                 self.join_tasks.remove(partition);

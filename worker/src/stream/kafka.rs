@@ -118,12 +118,13 @@ pub(crate) fn send(
     if let Some(value) = value {
         record = record.payload(value);
     }
-    let started = Instant::now();
+    // The clock is read only once the queue is full (not once per record).
+    let mut full_since = None;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
-                if started.elapsed() < Duration::from_mins(2) =>
+                if full_since.get_or_insert_with(Instant::now).elapsed() < Duration::from_mins(2) =>
             {
                 record = returned;
                 std::thread::sleep(Duration::from_millis(2));

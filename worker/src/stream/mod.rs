@@ -11,6 +11,7 @@ mod engine;
 mod join;
 mod kafka;
 pub mod output;
+mod positions;
 mod prune;
 mod state;
 mod table;
@@ -317,11 +318,11 @@ fn run_engine(
             .lock()
             .map_err(|_| StreamError::State("the engine lock is poisoned".to_owned()))
     };
-    let topics = {
+    let (topics, follows_table) = {
         let mut engine = lock()?;
         engine.init_transactions()?;
         engine.load_table(client_id)?;
-        engine.subscriptions()
+        (engine.subscriptions(), engine.has_table())
     };
     let callbacks = kafka::GroupCallbacks {
         engine: Arc::clone(engine),
@@ -339,7 +340,7 @@ fn run_engine(
         if shutdown.is_cancelled() {
             break Ok(());
         }
-        if let Err(error) = lock().and_then(|mut engine| engine.follow_table()) {
+        if follows_table && let Err(error) = lock().and_then(|mut engine| engine.follow_table()) {
             break Err(error);
         }
         let polled = consumer.poll(Duration::from_millis(100));
