@@ -17,10 +17,11 @@ use crate::model::{
     SchemaRequest, SchemaResponse, SubjectSchemaResponse,
 };
 
-/// How often a registration that collided with a concurrent one is repeated,
-/// and the pause before the first repeat (growing linearly).
-const CONFLICT_RETRIES: u32 = 4;
-const CONFLICT_BACKOFF: Duration = Duration::from_millis(50);
+/// How often a registration that failed transiently (collided with a
+/// concurrent one, or a 5xx) is repeated, and the pause before the first
+/// repeat (growing linearly).
+const REGISTRATION_RETRIES: u32 = 4;
+const REGISTRATION_BACKOFF: Duration = Duration::from_millis(50);
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5";
 
@@ -159,7 +160,9 @@ impl RegistryClient {
         check_subject(subject)?;
         let body = encode(&SchemaRequest::from(schema))?;
         // Registering is idempotent, so a registration that lost a race in the
-        // registry's storage is simply repeated (a few times, briefly apart).
+        // registry's storage (Apicurio: 409 "already exists", or a 500 naming a
+        // unique-constraint violation) or met a passing 5xx is simply repeated,
+        // a few times, briefly apart.
         let mut attempt = 0;
         let reply = loop {
             let reply = self
@@ -171,10 +174,10 @@ impl RegistryClient {
                 )
                 .await?;
             match self.expect_success(&reply) {
-                Err(RegistryError::Conflict(message)) if attempt < CONFLICT_RETRIES => {
+                Err(error) if error.is_transient() && attempt < REGISTRATION_RETRIES => {
                     attempt += 1;
-                    tracing::debug!(subject, attempt, %message, "schema registry: registration collided, repeating it");
-                    tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
+                    tracing::debug!(subject, attempt, %error, "schema registry: registration failed transiently, repeating it");
+                    tokio::time::sleep(REGISTRATION_BACKOFF * attempt).await;
                 }
                 _ => break reply,
             }
