@@ -430,12 +430,10 @@ impl Engine {
         default_key: Option<Vec<u8>>,
         timestamp: i64,
     ) -> Result<(), StreamError> {
-        let mut row = Map::with_capacity(columns.len());
+        let mut values = Vec::with_capacity(columns.len());
         for column in columns {
             match evaluate(&column.expr, ctx) {
-                Ok(v) => {
-                    row.insert(column.name.clone(), v);
-                }
+                Ok(v) => values.push(v),
                 Err(e) => {
                     self.skip(message, &format!("column {}: {e}", column.name));
                     return Ok(());
@@ -443,10 +441,16 @@ impl Engine {
             }
         }
         let setup = Arc::clone(&self.setup);
-        let encoded = setup
-            .output
-            .key(&row)
-            .and_then(|key| Ok((key, setup.output.value(&row)?)));
+        let names = columns.iter().map(|c| c.name.as_str());
+        let encoded = if let Some(out) = setup.output.plain_row(names, &values) {
+            Ok((None, out))
+        } else {
+            let row: Map<String, Value> = columns.iter().map(|c| c.name.clone()).zip(values).collect();
+            setup
+                .output
+                .key(&row)
+                .and_then(|key| Ok((key, setup.output.value(&row)?)))
+        };
         let (key_bytes, out) = match encoded {
             Ok((key, value)) => (key.or(default_key), value),
             Err(e) => {

@@ -197,6 +197,9 @@ fn connect_schema(shape: &Shape, record_name: &str) -> Value {
 pub(crate) struct Encoder {
     shape: Shape,
     schema: PreparedSchema,
+    /// For a plain JSON object: what precedes each field's value (`{"id":`,
+    /// `,"rating":`, …), so a row is written without building a map first.
+    field_heads: Option<Vec<Vec<u8>>>,
 }
 
 impl Encoder {
@@ -210,7 +213,50 @@ impl Encoder {
         let schema = serializer
             .prepare(subject, &connect_schema(&shape, record_name))
             .await?;
-        Ok(Self { shape, schema })
+        let field_heads = (matches!(schema, PreparedSchema::Json) && !shape.single).then(|| {
+            shape
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let mut head = vec![if i == 0 { b'{' } else { b',' }];
+                    head.extend_from_slice(json!(name).to_string().as_bytes());
+                    head.push(b':');
+                    head
+                })
+                .collect()
+        });
+        Ok(Self {
+            shape,
+            schema,
+            field_heads,
+        })
+    }
+
+    /// A result row in plain JSON written straight from its column values
+    /// (the filter/project hot path); `None` when this encoder needs more
+    /// than that (a typed format, a single-field key, other columns).
+    pub fn encode_row<'a>(
+        &self,
+        names: impl ExactSizeIterator<Item = &'a str>,
+        values: &[Value],
+    ) -> Option<Vec<u8>> {
+        let heads = self.field_heads.as_ref()?;
+        if heads.is_empty()
+            || names.len() != self.shape.fields.len()
+            || values.len() != heads.len()
+            || !names.zip(&self.shape.fields).all(|(a, (b, _))| a == b)
+        {
+            return None;
+        }
+        let mut out = Vec::with_capacity(16 * heads.len() + 2);
+        for (head, value) in heads.iter().zip(values) {
+            out.extend_from_slice(head);
+            // Writing a Value to a Vec cannot fail.
+            serde_json::to_writer(&mut out, value).ok()?;
+        }
+        out.push(b'}');
+        Some(out)
     }
 
     /// The bytes of the shape's fields taken from `fields` (missing ones are
@@ -286,6 +332,21 @@ impl OutputEncoders {
     /// window); `None` when keys are the input records' keys.
     pub fn key(&self, fields: &Map<String, Value>) -> Result<Option<Vec<u8>>, String> {
         self.key.as_ref().map(|key| key.encode(fields)).transpose()
+    }
+
+    /// The value of a result row whose columns are `names` with `values`,
+    /// written without building a map, where keys are the input records'
+    /// and the value is a plain JSON row; `None` otherwise (then
+    /// [`Self::key`] and [`Self::value`] take the row as a map).
+    pub fn plain_row<'a>(
+        &self,
+        names: impl ExactSizeIterator<Item = &'a str>,
+        values: &[Value],
+    ) -> Option<Vec<u8>> {
+        if self.key.is_some() {
+            return None;
+        }
+        self.value.as_ref()?.encode_row(names, values)
     }
 
     /// The value of a result row.
@@ -373,6 +434,42 @@ mod tests {
         OutputEncoders::prepare(&layout(&plan(sql), &output).unwrap(), &output, None, "o")
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_plain_json_row_is_written_without_a_map_exactly_as_with_one() {
+        let sql = r#"SELECT after.id AS id, after.note AS "the ""note""", after.tags AS tags FROM r"#;
+        let names = ["id", r#"the "note""#, "tags"];
+        let values = [json!(7), json!("a\"b"), json!([1, {"x": null}])];
+        let row: Map<String, Value> = names
+            .iter()
+            .map(|n| (*n).to_owned())
+            .zip(values.clone())
+            .collect();
+        let plain = encoders(sql, "{topic: o}").await;
+        let direct = plain.plain_row(names.into_iter(), &values).unwrap();
+        assert_eq!(direct, plain.value(&row).unwrap());
+        assert_eq!(direct, br#"{"id":7,"the \"note\"":"a\"b","tags":[1,{"x":null}]}"#);
+        // Other columns than the layout's, a key to compute or a typed
+        // format: the map path.
+        assert!(
+            plain
+                .plain_row(["id", "x", "tags"].into_iter(), &values)
+                .is_none()
+        );
+        assert!(
+            plain
+                .plain_row(names[..2].iter().copied(), &values[..2])
+                .is_none()
+        );
+        let keyed = encoders(sql, "{topic: o, key: [id]}").await;
+        assert!(keyed.plain_row(names.into_iter(), &values).is_none());
+        let typed = encoders(
+            "SELECT CAST(after.id AS BIGINT) AS id FROM r",
+            "{topic: o, format: {value: json-with-schema}}",
+        )
+        .await;
+        assert!(typed.plain_row(["id"].into_iter(), &[json!(7)]).is_none());
     }
 
     #[tokio::test]
