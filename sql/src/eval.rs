@@ -8,18 +8,42 @@
 //! number) is an error for that row, not a silent false.
 
 use std::cmp::Ordering;
+use std::fmt;
 
 use serde_json::{Number, Value};
 
 use crate::error::EvalError;
 use crate::expr::{BinaryOp, Expr, Meta, SqlType, UnaryOp};
 
+/// An input row as expressions read it: a column is a path of field
+/// names (and array indexes) into it.
+///
+/// A decoded [`Value`] is one; the worker's parser has another that holds
+/// only the fields a query reads, without building maps for them.
+pub trait Row: fmt::Debug + Sync {
+    /// The value at `path`; NULL when a step is missing.
+    fn get(&self, path: &[String]) -> &Value;
+
+    /// The row as a JSON value (what is kept of it).
+    fn to_value(&self) -> Value;
+}
+
+impl Row for Value {
+    fn get(&self, path: &[String]) -> &Value {
+        lookup(self, path)
+    }
+
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
 /// What an expression is evaluated against.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     /// Row values per input (index 0: the `FROM` stream; 1: the joined
     /// input, `None` when a `LEFT JOIN` found no match).
-    pub rows: [Option<&'a Value>; 2],
+    pub rows: [Option<&'a dyn Row>; 2],
     /// The record key, decoded.
     pub key: &'a Value,
     /// Event time (epoch ms).
@@ -79,7 +103,7 @@ pub fn is_true(value: &Value) -> bool {
 pub fn evaluate(expr: &Expr, ctx: &Context<'_>) -> Result<Value, EvalError> {
     Ok(match expr {
         Expr::Literal(v) => v.clone(),
-        Expr::Column(c) => ctx.rows[c.input].map_or(Value::Null, |row| lookup(row, &c.path).clone()),
+        Expr::Column(c) => ctx.rows[c.input].map_or(Value::Null, |row| row.get(&c.path).clone()),
         Expr::Meta(meta) => match meta {
             Meta::RowTime => Value::from(ctx.timestamp),
             Meta::RowKey => ctx.key.clone(),

@@ -5,7 +5,8 @@
 //! Data model: a row is the decoded value of a Kafka record (a
 //! [`serde_json::Value`], usually an object; Debezium envelopes as they are,
 //! so `after.rating` is a path into it) plus its metadata (key, event time,
-//! partition, offset). A [`Plan`] is typed and resolved: every column
+//! partition, offset). Expressions read rows through the [`Row`] trait, so
+//! the worker can hand them a parse that kept only the fields they read. A [`Plan`] is typed and resolved: every column
 //! reference is a path into one input's row, every function is known, every
 //! aggregate has a slot. Parsing uses `sqlparser` for tokens and standard
 //! SQL, plus our own pass for the streaming clauses (`WINDOW …`, `EMIT …`),
@@ -30,7 +31,7 @@ mod window;
 
 pub use agg::{Accumulator, AggregateFunction};
 pub use error::{EvalError, SqlError};
-pub use eval::{Context, cast, evaluate, is_true};
+pub use eval::{Context, Row, cast, evaluate, is_true};
 pub use expr::{BinaryOp, ColumnRef, Expr, Meta, SqlType, UnaryOp};
 pub use functions::Function;
 pub use plan::{

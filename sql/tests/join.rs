@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 use tributary_sql::{
-    Context, Expr, InputKind, JoinInput, JoinKind, JoinWindow, PlanOptions, Projection, SqlError, evaluate,
-    parse_and_plan,
+    Context, Expr, InputKind, JoinInput, JoinKind, JoinWindow, PlanOptions, Projection, Row, SqlError,
+    evaluate, parse_and_plan,
 };
 
 /// `customers` is declared a table; every other topic is a stream.
@@ -37,7 +37,7 @@ fn assert_error(sql: &str, line: u64, column: u64, needle: &str) {
 fn project(plan: &tributary_sql::Plan, left: &Value, right: Option<&Value>) -> Value {
     let key = Value::Null;
     let ctx = Context {
-        rows: [Some(left), right],
+        rows: [Some(left), right.map(|r| r as &dyn Row)],
         ..Context::row(left, &key, 1000)
     };
     let Projection::Columns(columns) = &plan.projection else {

@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 use tributary_api::connector::Format;
 use tributary_kafka::KafkaConnection;
 use tributary_sql::{
-    Context, Emit, Expr, InputKind, Join, JoinInput, JoinKind, OutputColumn, Plan, Projection, Session,
+    Context, Emit, Expr, InputKind, Join, JoinInput, JoinKind, OutputColumn, Plan, Projection, Row, Session,
     Window, evaluate, is_true, merge_sessions,
 };
 
@@ -279,21 +279,32 @@ impl Engine {
         let Some(input) = setup.inputs.get(topic) else {
             return Ok(());
         };
-        let decoded = if input.value_format == Format::Json {
-            input
-                .fields
-                .parse(payload)
-                .map(Some)
-                .map_err(|e| format!("not JSON: {e}"))
+        // JSON is parsed keeping only what the query reads; other formats
+        // are decoded whole.
+        let pruned;
+        let decoded;
+        let value: &dyn Row = if input.value_format == Format::Json {
+            match input.fields.parse(payload) {
+                Ok(row) => {
+                    pruned = row;
+                    &pruned
+                }
+                Err(e) => {
+                    self.skip(message, &format!("value: not JSON: {e}"));
+                    return Ok(());
+                }
+            }
         } else {
-            decode(&self.runtime, &input.value, input.value_format, Some(payload))
-        };
-        let value = match decoded {
-            Ok(Some(value)) => value,
-            Ok(None) => return Ok(()),
-            Err(why) => {
-                self.skip(message, &format!("value: {why}"));
-                return Ok(());
+            match decode(&self.runtime, &input.value, input.value_format, Some(payload)) {
+                Ok(Some(value)) => {
+                    decoded = value;
+                    &decoded
+                }
+                Ok(None) => return Ok(()),
+                Err(why) => {
+                    self.skip(message, &format!("value: {why}"));
+                    return Ok(());
+                }
             }
         };
         let key = match message.key() {
@@ -309,7 +320,7 @@ impl Engine {
         let record_time = message.timestamp().to_millis().unwrap_or(0);
         let timestamp = match &input.timestamp_field {
             None => record_time,
-            Some(path) => match event_time(&value, path) {
+            Some(path) => match event_time(value, path) {
                 Ok(Some(ts)) => ts,
                 Ok(None) => record_time,
                 Err(why) => {
@@ -319,7 +330,7 @@ impl Engine {
             },
         };
         let mut ctx = Context {
-            rows: [Some(&value), None],
+            rows: [Some(value), None],
             key: &key,
             timestamp,
             partition: message.partition(),
@@ -355,7 +366,7 @@ impl Engine {
                 return Ok(());
             }
             joined_key = Some(canonical(&left));
-            ctx.rows[1] = joined.as_deref();
+            ctx.rows[1] = joined.as_deref().map(|row| row as &dyn Row);
         }
         if !self.keeps(message, &ctx) {
             return Ok(());
@@ -365,7 +376,7 @@ impl Engine {
                 let out = if input.value_format == Format::Json {
                     payload.to_vec()
                 } else {
-                    serde_json::to_vec(&value).unwrap_or_default()
+                    serde_json::to_vec(&value.to_value()).unwrap_or_default()
                 };
                 self.send(&setup.output_topic, None, message.key(), Some(&out), timestamp)?;
                 self.counters.records_out.inc();
@@ -513,7 +524,7 @@ impl Engine {
             k: ctx.key.clone(),
             p: ctx.partition,
             o: ctx.offset,
-            v: row.clone(),
+            v: row.to_value(),
         };
         let value = serde_json::to_vec(&routed).unwrap_or_default();
         let topic = self.setup.repartition_topic.clone().unwrap_or_default();
@@ -1124,15 +1135,8 @@ pub(crate) fn decode(
 
 /// Event time from a value field: epoch milliseconds or RFC 3339 text.
 /// `Ok(None)` when the field is missing or null (the record timestamp is used).
-fn event_time(value: &Value, path: &[String]) -> Result<Option<i64>, String> {
-    let mut current = value;
-    for step in path {
-        match current.get(step) {
-            Some(next) => current = next,
-            None => return Ok(None),
-        }
-    }
-    match current {
+fn event_time(row: &dyn Row, path: &[String]) -> Result<Option<i64>, String> {
+    match row.get(path) {
         Value::Null => Ok(None),
         Value::Number(n) => n
             .as_i64()
@@ -1197,7 +1201,7 @@ pub(crate) fn group_names(plan: &Plan) -> Vec<String> {
 /// The context of a joined row: the FROM row's pseudo columns, both rows.
 fn joined_context<'a>(left: &'a Routed, left_ts: i64, right: Option<&'a Routed>) -> Context<'a> {
     Context {
-        rows: [Some(&left.v), right.map(|r| &r.v)],
+        rows: [Some(&left.v), right.map(|r| &r.v as &dyn Row)],
         key: &left.k,
         timestamp: left_ts,
         partition: left.p,

@@ -4,7 +4,7 @@
 //! under exactly-once), plus a throwaway reader restoring state from the
 //! changelog.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,10 @@ pub(crate) fn send(
 pub(crate) struct GroupCallbacks {
     pub engine: Arc<Mutex<Engine>>,
     /// An error inside a callback (they cannot return one), fatal for the run.
-    pub fatal: Mutex<Option<StreamError>>,
+    fatal: Mutex<Option<StreamError>>,
+    /// Whether `fatal` holds an error: the engine loop checks this flag
+    /// after every poll instead of taking the lock.
+    failed: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupCallbacks {
@@ -150,12 +153,34 @@ impl std::fmt::Debug for GroupCallbacks {
 }
 
 impl GroupCallbacks {
+    pub fn new(engine: Arc<Mutex<Engine>>) -> Self {
+        Self {
+            engine,
+            fatal: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        }
+    }
+
     fn fail(&self, error: StreamError) {
         tracing::error!(%error, "rebalance handling failed");
         if let Ok(mut fatal) = self.fatal.lock()
             && fatal.is_none()
         {
             *fatal = Some(error);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// The error a callback failed with, if one did (taken once).
+    pub fn take_failure(&self) -> Option<StreamError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.fatal.lock() {
+            Ok(mut fatal) => fatal.take(),
+            Err(_) => Some(StreamError::State(
+                "the rebalance error lock is poisoned".to_owned(),
+            )),
         }
     }
 }

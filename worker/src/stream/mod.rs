@@ -17,8 +17,9 @@ mod state;
 mod table;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pg_walstream::CancellationToken;
 use rdkafka::consumer::Consumer;
@@ -128,8 +129,10 @@ pub async fn run(
             .commit_interval_ms
             .unwrap_or(if setup.exactly_once { 100 } else { 1000 }),
     ));
+    let (commit_due, commit_ticker) = tick_commits(commit_interval, &shutdown);
     let worker = {
         let engine = Arc::clone(&engine);
+        let commit_due = Arc::clone(&commit_due);
         let kafka = config.kafka.clone();
         let group_id = config.group_id.clone();
         let shutdown = shutdown.clone();
@@ -140,7 +143,7 @@ pub async fn run(
                 &kafka,
                 &group_id,
                 &client_id,
-                commit_interval,
+                &commit_due,
                 &shutdown,
                 &telemetry,
             )
@@ -160,6 +163,7 @@ pub async fn run(
         Err(e) => Err(StreamError::Setup(format!("the stream thread ended: {e}"))),
     };
     reporter.abort();
+    commit_ticker.abort();
     let (state, last_error) = match &result {
         Ok(()) => ("Stopped", None),
         Err(error) => {
@@ -303,13 +307,36 @@ fn table_input(config: &StreamConfig, plan: &tributary_sql::Plan) -> Option<Tabl
     }
 }
 
+/// A flag raised every `interval` until `shutdown`: the engine loop commits
+/// when it finds it raised, reading one atomic per record rather than the
+/// clock.
+fn tick_commits(
+    interval: Duration,
+    shutdown: &CancellationToken,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let due = Arc::new(AtomicBool::new(false));
+    let raise = Arc::clone(&due);
+    let shutdown = shutdown.clone();
+    let ticker = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => raise.store(true, Ordering::Relaxed),
+            }
+        }
+    });
+    (due, ticker)
+}
+
 /// The consume-process-commit loop (blocking; on its own thread).
 fn run_engine(
     engine: &Arc<Mutex<Engine>>,
     kafka: &tributary_kafka::KafkaConnection,
     group_id: &str,
     client_id: &str,
-    commit_interval: Duration,
+    commit_due: &AtomicBool,
     shutdown: &CancellationToken,
     telemetry: &Telemetry,
 ) -> Result<(), StreamError> {
@@ -324,10 +351,7 @@ fn run_engine(
         engine.load_table(client_id)?;
         (engine.subscriptions(), engine.has_table())
     };
-    let callbacks = kafka::GroupCallbacks {
-        engine: Arc::clone(engine),
-        fatal: Mutex::new(None),
-    };
+    let callbacks = kafka::GroupCallbacks::new(Arc::clone(engine));
     let consumer = kafka::consumer(kafka, group_id, client_id, callbacks)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
@@ -335,7 +359,6 @@ fn run_engine(
         .map_err(|e| StreamError::Kafka(format!("subscribing to {}: {e}", topics.join(", "))))?;
     tracing::info!(topics = %topics.join(", "), group = group_id, "stream running");
     telemetry.set_state("Running");
-    let mut last_commit = Instant::now();
     let result = loop {
         if shutdown.is_cancelled() {
             break Ok(());
@@ -343,8 +366,12 @@ fn run_engine(
         if follows_table && let Err(error) = lock().and_then(|mut engine| engine.follow_table()) {
             break Err(error);
         }
-        let polled = consumer.poll(Duration::from_millis(100));
-        if let Some(error) = consumer.context().fatal.lock().ok().and_then(|mut f| f.take()) {
+        // A record already fetched is taken without a timeout (which would
+        // read the clock); only an empty queue is waited on.
+        let polled = consumer
+            .poll(Duration::ZERO)
+            .or_else(|| consumer.poll(Duration::from_millis(100)));
+        if let Some(error) = consumer.context().take_failure() {
             break Err(error);
         }
         match polled {
@@ -357,11 +384,10 @@ fn run_engine(
             Some(Err(error)) => tracing::warn!(%error, "consumer error"),
             None => {}
         }
-        if last_commit.elapsed() >= commit_interval {
-            if let Err(error) = lock().and_then(|mut engine| engine.commit(&consumer)) {
-                break Err(error);
-            }
-            last_commit = Instant::now();
+        if commit_due.swap(false, Ordering::Relaxed)
+            && let Err(error) = lock().and_then(|mut engine| engine.commit(&consumer))
+        {
+            break Err(error);
         }
     };
     if result.is_ok() {

@@ -36,6 +36,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tributary_api::connector::Format;
 use tributary_kafka::KafkaConnection;
+use tributary_sql::Row as _;
 
 use super::StreamError;
 use super::engine::{InputSetup, decode};
@@ -274,7 +275,7 @@ impl Table {
             None => None,
             // JSON rows keep only the fields the query reads of the table.
             Some(bytes) if self.input.value_format == Format::Json => match self.input.fields.parse(bytes) {
-                Ok(row) => Some(row),
+                Ok(row) => Some(row.to_value()),
                 Err(e) => {
                     self.counters.bad_records.inc();
                     tracing::debug!(topic = %self.topic, error = %e, "table record skipped");
