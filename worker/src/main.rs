@@ -29,6 +29,12 @@ use tributary_worker::state_topic::{DEFAULT_OFFSETS_TOPIC, DEFAULT_STATUS_TOPIC,
 use tributary_worker::stream;
 use tributary_worker::telemetry::{self, Telemetry};
 
+// jemalloc for the whole process, librdkafka's C code included (see the
+// workspace Cargo.toml): records cross threads, and glibc's arena locks
+// turned every cross-thread free into contention.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Command line of the worker.
 #[derive(Debug, Parser)]
 #[command(name = "tributary-worker", version, about)]
