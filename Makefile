@@ -61,7 +61,7 @@ bench-sink-postgres: infra-postgres ## Benchmark: Postgres sink upsert rows/s vs
 
 bench-stream: infra-kafka ## Benchmark: Stream filter/project and tumbling count vs Kafka Streams 4.3 (events/s, peak RSS; release worker)
 	cargo build --release -p tributary-worker
-	cargo run --release -q -p tributary-worker --example stream_bench -- 1000000
+	cargo run --release -q -p tributary-worker --example stream_bench -- 5000000
 
 # Every CRD goes to both directories: crds/ for kubectl users, the chart's crds/ for Helm.
 CRD_DIRS := crds charts/tributary/crds

@@ -17,7 +17,16 @@
 //! excluded; the total from process start is printed too. Peak RSS is the
 //! process's `VmHWM` (the JVM's whole process for Kafka Streams).
 //!
-//! Run with `make bench-stream`. Args: `[RECORDS]` (default 1,000,000).
+//! Per core: the CPU time (user + system, all threads: for the JVM its JIT
+//! and garbage collector too) each process used over the same steady
+//! window, from `/proc/PID/stat`, and the events processed per CPU-second.
+//! Wall-clock rates on a shared or virtual machine move with whatever else
+//! runs (CPU steal); CPU time per event moves far less.
+//!
+//! Run with `make bench-stream`. Args: `[RECORDS]` (default 5,000,000: at
+//! 1M the worker's steady window is about a second, the same length as the
+//! commit interval the timing depends on). `TRIBUTARY_WORKER_BIN` runs
+//! another build of the worker (to compare two commits in one run).
 
 // A benchmark program: it prints, fails loudly, and reads top to bottom as one script.
 #![allow(
@@ -57,7 +66,7 @@ const STEP_MS: i64 = 10;
 
 #[tokio::main]
 async fn main() {
-    let records: u64 = std::env::args().nth(1).map_or(1_000_000, |a| a.parse().unwrap());
+    let records: u64 = std::env::args().nth(1).map_or(5_000_000, |a| a.parse().unwrap());
     let endpoints = Endpoints::from_env();
     let bootstrap = endpoints.kafka_bootstrap.clone();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
@@ -150,8 +159,10 @@ async fn main() {
             };
             let result = measure(child, &bootstrap, &group, &input, total_input, &output, expected);
             println!(
-                "{query:>6} {engine:>13}: {:>9.0} events/s (steady), {:>6.1} s from start, peak RSS {:>4} MiB",
+                "{query:>6} {engine:>13}: {:>9.0} events/s (steady), {:>9.0} events per CPU-second ({:.2} CPU s), {:>6.1} s from start, peak RSS {:>4} MiB",
                 result.rate,
+                result.per_cpu_second,
+                result.cpu_seconds,
                 result.total.as_secs_f64(),
                 result.peak_rss_kib / 1024
             );
@@ -159,25 +170,31 @@ async fn main() {
         }
     }
     println!();
-    println!("| query | engine | events/s (steady) | seconds from process start | peak RSS |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| query | engine | events/s (steady) | events per CPU-second | seconds from process start | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (query, engine, r) in &rows {
         println!(
-            "| {query} | {engine} | {:.0} | {:.1} | {} MiB |",
+            "| {query} | {engine} | {:.0} | {:.0} | {:.1} | {} MiB |",
             r.rate,
+            r.per_cpu_second,
             r.total.as_secs_f64(),
             r.peak_rss_kib / 1024
         );
     }
     for query in ["filter", "count"] {
-        let rate = |engine: &str| {
+        let of = |engine: &str| {
             rows.iter()
                 .find(|(q, e, _)| *q == query && *e == engine)
-                .map_or(0.0, |(_, _, r)| r.rate)
+                .map(|(_, _, r)| r)
+                .unwrap()
         };
+        let (ours, peer) = (of("tributary"), of("kafka-streams"));
         println!(
-            "{query}: tributary / kafka-streams = {:.2}x",
-            rate("tributary") / rate("kafka-streams")
+            "{query}: tributary / kafka-streams = {:.2}x events/s, {:.2}x events per CPU-second",
+            ours.rate / peer.rate,
+            ours.per_cpu_second / peer.per_cpu_second
         );
     }
 }
@@ -221,12 +238,18 @@ fn start_worker(
         ),
     )
     .unwrap();
-    let exe = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("tributary-worker");
+    // Another build (e.g. of an earlier commit, to compare) with TRIBUTARY_WORKER_BIN.
+    let exe = std::env::var_os("TRIBUTARY_WORKER_BIN").map_or_else(
+        || {
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("tributary-worker")
+        },
+        std::path::PathBuf::from,
+    );
     let _ = root;
     let child = Command::new(&exe)
         .args(["run", "-f"])
@@ -266,6 +289,9 @@ fn start_kstreams(
 
 struct Measured {
     rate: f64,
+    /// CPU time over the steady window.
+    cpu_seconds: f64,
+    per_cpu_second: f64,
     total: Duration,
     peak_rss_kib: u64,
 }
@@ -289,18 +315,18 @@ fn measure(
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    let mut first: Option<(Instant, u64)> = None;
+    let mut first: Option<(Instant, u64, f64)> = None;
     let mut peak = 0;
     let deadline = started + Duration::from_mins(20);
     let done = loop {
         let committed = committed(&consumer, input);
         let now = Instant::now();
         if committed > 0 && first.is_none() {
-            first = Some((now, committed));
+            first = Some((now, committed, cpu_seconds(child.id())));
         }
         peak = peak.max(peak_rss_kib(child.id()));
         if committed >= total_input && output_records(&probe, output) >= expected {
-            break now;
+            break (now, cpu_seconds(child.id()));
         }
         assert!(
             now < deadline,
@@ -318,13 +344,33 @@ fn measure(
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let (first_at, first_count) = first.unwrap();
+    let (done, cpu_at_done) = done;
+    let (first_at, first_count, cpu_at_first) = first.unwrap();
     let seconds = done.duration_since(first_at).as_secs_f64().max(0.001);
+    let cpu_seconds = (cpu_at_done - cpu_at_first).max(0.01);
+    let events = (total_input - first_count) as f64;
     Measured {
-        rate: (total_input - first_count) as f64 / seconds,
+        rate: events / seconds,
+        cpu_seconds,
+        per_cpu_second: events / cpu_seconds,
         total: done.duration_since(started),
         peak_rss_kib: peak,
     }
+}
+
+/// User + system CPU time of process `pid` so far, all threads (`/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS_PER_SECOND: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks_per_second = *TICKS_PER_SECOND.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) and its `)`:
+    // state is the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / ticks_per_second
 }
 
 fn committed(consumer: &BaseConsumer, topic: &str) -> u64 {
