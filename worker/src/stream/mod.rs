@@ -19,7 +19,7 @@ mod table;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pg_walstream::CancellationToken;
 use rdkafka::consumer::Consumer;
@@ -129,10 +129,9 @@ pub async fn run(
             .commit_interval_ms
             .unwrap_or(if setup.exactly_once { 100 } else { 1000 }),
     ));
-    let (commit_due, commit_ticker) = tick_commits(commit_interval, &shutdown);
+    let (commit_clock, commit_ticker) = CommitClock::start(commit_interval, &shutdown);
     let worker = {
         let engine = Arc::clone(&engine);
-        let commit_due = Arc::clone(&commit_due);
         let kafka = config.kafka.clone();
         let group_id = config.group_id.clone();
         let shutdown = shutdown.clone();
@@ -143,7 +142,7 @@ pub async fn run(
                 &kafka,
                 &group_id,
                 &client_id,
-                &commit_due,
+                commit_clock,
                 &shutdown,
                 &telemetry,
             )
@@ -307,27 +306,54 @@ fn table_input(config: &StreamConfig, plan: &tributary_sql::Plan) -> Option<Tabl
     }
 }
 
-/// A flag raised every `interval` until `shutdown`: the engine loop commits
-/// when it finds it raised, reading one atomic per record rather than the
-/// clock.
-fn tick_commits(
+/// When the engine loop commits: `interval` after the previous commit
+/// ended (a commit of a transaction takes a broker round trip, so timing
+/// from its start would leave nearly nothing between commits).
+///
+/// The loop reads the clock only when a flag is raised, and a timer task
+/// raises it ten times per interval, so a commit starts at most a tenth of
+/// the interval late and a record costs one atomic read, not a clock read.
+#[derive(Debug)]
+struct CommitClock {
     interval: Duration,
-    shutdown: &CancellationToken,
-) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
-    let due = Arc::new(AtomicBool::new(false));
-    let raise = Arc::clone(&due);
-    let shutdown = shutdown.clone();
-    let ticker = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => raise.store(true, Ordering::Relaxed),
+    check: Arc<AtomicBool>,
+    last: Instant,
+}
+
+impl CommitClock {
+    /// Starts the timer task (it ends at `shutdown`).
+    fn start(interval: Duration, shutdown: &CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+        let check = Arc::new(AtomicBool::new(false));
+        let raise = Arc::clone(&check);
+        let shutdown = shutdown.clone();
+        let period = (interval / 10).max(Duration::from_millis(1));
+        let ticker = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticker.tick() => raise.store(true, Ordering::Relaxed),
+                }
             }
-        }
-    });
-    (due, ticker)
+        });
+        let clock = Self {
+            interval,
+            check,
+            last: Instant::now(),
+        };
+        (clock, ticker)
+    }
+
+    /// Whether a commit is due now.
+    fn due(&self) -> bool {
+        self.check.swap(false, Ordering::Relaxed) && self.last.elapsed() >= self.interval
+    }
+
+    /// Notes that a commit just ended.
+    fn committed(&mut self) {
+        self.last = Instant::now();
+    }
 }
 
 /// The consume-process-commit loop (blocking; on its own thread).
@@ -336,7 +362,7 @@ fn run_engine(
     kafka: &tributary_kafka::KafkaConnection,
     group_id: &str,
     client_id: &str,
-    commit_due: &AtomicBool,
+    mut commit_clock: CommitClock,
     shutdown: &CancellationToken,
     telemetry: &Telemetry,
 ) -> Result<(), StreamError> {
@@ -384,10 +410,11 @@ fn run_engine(
             Some(Err(error)) => tracing::warn!(%error, "consumer error"),
             None => {}
         }
-        if commit_due.swap(false, Ordering::Relaxed)
-            && let Err(error) = lock().and_then(|mut engine| engine.commit(&consumer))
-        {
-            break Err(error);
+        if commit_clock.due() {
+            if let Err(error) = lock().and_then(|mut engine| engine.commit(&consumer)) {
+                break Err(error);
+            }
+            commit_clock.committed();
         }
     };
     if result.is_ok() {
@@ -446,5 +473,33 @@ async fn report_status(
         if let Err(error) = topic.write(&producer, &id, &status).await {
             tracing::warn!(%error, "could not write status");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction's commit takes a broker round trip: the next commit is
+    /// due an interval after the last one ended, however often the flag is
+    /// raised meanwhile (counting from its start committed after every record).
+    #[test]
+    fn commits_are_due_an_interval_after_the_last_one_ended() {
+        let interval = Duration::from_millis(200);
+        let mut clock = CommitClock {
+            interval,
+            check: Arc::new(AtomicBool::new(false)),
+            last: Instant::now().checked_sub(interval).unwrap(),
+        };
+        assert!(!clock.due(), "no check requested yet");
+        clock.check.store(true, Ordering::Relaxed);
+        assert!(clock.due());
+        clock.committed();
+        clock.check.store(true, Ordering::Relaxed);
+        assert!(!clock.due(), "the last commit just ended");
+        std::thread::sleep(interval);
+        assert!(!clock.due(), "the flag was taken by the earlier check");
+        clock.check.store(true, Ordering::Relaxed);
+        assert!(clock.due());
     }
 }
